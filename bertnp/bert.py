@@ -1,0 +1,115 @@
+"""A loaded checkpoint: config + weights + tokenizer, called like a transformers model."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import model
+from .config import BertConfig
+from .errors import BertnpError, InputError, TokenizerError, WeightsError
+from .tokenizer import Tokenizer
+from .weights import load_weights
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class Bert:
+    """BertModel or BertForSequenceClassification, as loaded by `bertnp.load`."""
+
+    def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None):
+        self.config = config
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self._tokenizer_error = tokenizer_error
+        self.dtype = weights.embeddings.word.dtype
+        self.xp = np
+
+    @property
+    def labels(self) -> list[str] | None:
+        """id2label in index order for a classification checkpoint, else None."""
+        if self.weights.classifier is None:
+            return None
+        return [self.config.id2label[i] for i in range(self.config.num_labels)]
+
+    @property
+    def max_length(self) -> int:
+        """Default truncation: the smaller of the position table and the tokenizer's model_max_length."""
+        limits = [self.config.max_position_embeddings]
+        if self.tokenizer is not None and self.tokenizer.model_max_length:
+            limits.append(self.tokenizer.model_max_length)
+        return min(limits)
+
+    def tokenize(self, texts_or_pairs, max_length: int | None = None) -> dict[str, np.ndarray]:
+        """Texts or (text, text) pairs -> int64 input_ids, attention_mask, token_type_ids, padded to the longest."""
+        if self.tokenizer is None:
+            raise TokenizerError(self._tokenizer_error or "this model was loaded without a tokenizer")
+        if max_length is None:
+            max_length = self.max_length
+        elif not isinstance(max_length, (int, np.integer)) or not 2 <= max_length <= self.config.max_position_embeddings:
+            raise InputError(f"max_length={max_length!r}: expected an integer from 2 to "
+                             f"max_position_embeddings={self.config.max_position_embeddings}")
+        return self.tokenizer.encode(texts_or_pairs, int(max_length))
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
+                 output_attentions=False) -> model.BertOutput:
+        input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
+        return model.bert(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.xp,
+                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+    def check_inputs(self, input_ids, attention_mask, token_type_ids):
+        """Validate ids, mask and token types as [B, T] integer arrays within the model's tables."""
+        cfg = self.config
+        input_ids = _ids("input_ids", input_ids, None)
+        B, T = input_ids.shape
+        attention_mask = np.ones((B, T), np.int64) if attention_mask is None else _ids("attention_mask", attention_mask, (B, T))
+        token_type_ids = np.zeros((B, T), np.int64) if token_type_ids is None else _ids("token_type_ids", token_type_ids, (B, T))
+        if T > cfg.max_position_embeddings:
+            raise InputError(f"input_ids has {T} tokens per sequence, more than max_position_embeddings="
+                             f"{cfg.max_position_embeddings}; tokenize with max_length to truncate")
+        _within("input_ids", input_ids, cfg.vocab_size, "vocab_size")
+        _within("token_type_ids", token_type_ids, cfg.type_vocab_size, "type_vocab_size")
+        _within("attention_mask", attention_mask, 2, "2 (a mask holds 0 and 1)")
+        return input_ids, attention_mask, token_type_ids
+
+
+def _ids(name, value, shape):
+    array = np.asarray(value)
+    if array.dtype.kind not in "iub":
+        raise InputError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.ndim != 2 or 0 in array.shape:
+        raise InputError(f"{name} must be a non-empty [batch, tokens] array, got shape {list(array.shape)}")
+    if shape is not None and array.shape != shape:
+        raise InputError(f"{name} has shape {list(array.shape)}, expected {list(shape)} like input_ids")
+    return array.astype(np.int64, copy=False)
+
+
+def _within(name, array, limit, limit_name):
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= limit:
+        bad = low if low < 0 else high
+        raise InputError(f"{name} holds {bad}, outside 0..{limit - 1} (limit {limit_name})")
+
+
+def load(path, dtype="float32") -> Bert:
+    """Load a Hugging Face BERT checkpoint folder: config.json, model.safetensors (or shards), tokenizer files.
+
+    dtype: "float32" or "float64", the dtype every computation runs in. float32 weights stored as float32
+    are memory-mapped, not copied. A folder without tokenizer files still loads: tokenize() then raises.
+    """
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        raise BertnpError(f"{folder}: not a folder (expected config.json, model.safetensors, tokenizer files)")
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise BertnpError(f"dtype={dtype!r}: bertnp computes in float32 or float64")
+    config = BertConfig.from_file(os.path.join(folder, "config.json"))
+    weights = load_weights(folder, config, DTYPES[name])
+    if weights.classifier is not None and weights.pooler is None:
+        raise WeightsError(f"{folder}: has classifier.weight but no pooler.dense; the classifier reads the pooler")
+    try:
+        tokenizer, error = Tokenizer.from_folder(folder), None
+    except TokenizerError as e:
+        tokenizer, error = None, str(e)
+    return Bert(config, weights, tokenizer, error)

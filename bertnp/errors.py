@@ -1,0 +1,21 @@
+"""One exception family: every bertnp error is a ValueError that names what was wrong and where."""
+
+
+class BertnpError(ValueError):
+    """Base of every error bertnp raises on bad files or bad input."""
+
+
+class ConfigError(BertnpError):
+    """config.json is unreadable, lacks a field, or asks for something bertnp does not run."""
+
+
+class WeightsError(BertnpError):
+    """A weights file is corrupt, or a tensor is missing, unexpected or mis-shaped."""
+
+
+class TokenizerError(BertnpError):
+    """Tokenizer files are missing or broken, or texts cannot be tokenized."""
+
+
+class InputError(BertnpError):
+    """Arrays handed to the model have the wrong shape, dtype or values."""

@@ -1,0 +1,192 @@
+"""The reference forward pass of BERT, as small pure functions over an array module `xp`.
+
+Read top to bottom: embeddings -> L encoder layers (self-attention, feed-forward) -> pooler -> classifier.
+Each function names the class of transformers' models/bert/modeling_bert.py it reproduces. `xp` is numpy
+(or cupy: the same code runs on a GPU). Weights arrive as the plain containers of bertnp.weights; linear
+weights are stored [out, in] as torch stores them, so a linear layer is x @ W.T + b.
+
+Shape letters, used in every comment:
+    B batch   T tokens   H hidden size   N heads   D head size (H = N * D)   I intermediate size
+    V vocabulary   P max positions   C labels   L layers
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .erf import erf
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: object  # [B, T, H]
+    pooler_output: object = None  # [B, H], None when the checkpoint has no pooler
+    logits: object = None  # [B, C], BertForSequenceClassification checkpoints only
+    hidden_states: tuple | None = None  # L + 1 arrays [B, T, H]: the embeddings, then each layer's output
+    attentions: tuple | None = None  # L arrays [B, N, T, T]: each layer's attention probabilities
+
+
+# ---- activations (transformers/activations.py ACT2FN) ------------------------------------------------
+
+
+def gelu(x, xp):
+    """Exact GELU, x * Phi(x), as torch's nn.functional.gelu. NumPy has no erf: ours is exact in float64."""
+    x64 = x.astype(xp.float64)
+    return (x64 * 0.5 * (1.0 + erf(x64 * math.sqrt(0.5), xp))).astype(x.dtype)
+
+
+def gelu_tanh(x, xp):
+    """gelu_new / gelu_pytorch_tanh: the tanh approximation of GELU."""
+    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def gelu_fast(x, xp):
+    """FastGELUActivation: the tanh approximation with its constant written to 10 digits."""
+    return 0.5 * x * (1.0 + xp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def quick_gelu(x, xp):
+    """QuickGELUActivation: x * sigmoid(1.702 x)."""
+    return x * (1.0 / (1.0 + xp.exp(-1.702 * x)))
+
+
+def silu(x, xp):
+    """SiLU / swish: x * sigmoid(x)."""
+    return x * (1.0 / (1.0 + xp.exp(-x)))
+
+
+def relu(x, xp):
+    return xp.maximum(x, 0)
+
+
+ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_fast,
+    "quick_gelu": quick_gelu,
+    "silu": silu,
+    "swish": silu,
+    "relu": relu,
+}
+
+
+# ---- building blocks -----------------------------------------------------------------------------------
+
+
+def linear(x, w, xp):
+    """nn.Linear as one 2-D BLAS GEMM: [..., in] -> [..., out]."""
+    rows = x.reshape(-1, x.shape[-1])  # [..., in] -> [R, in]
+    out = rows @ w.weight.T + w.bias  # [R, in] @ [in, out] -> [R, out]
+    return out.reshape(*x.shape[:-1], w.weight.shape[0])  # [R, out] -> [..., out]
+
+
+def layer_norm(x, w, eps, xp):
+    """nn.LayerNorm over the last axis. eps comes from config.json (BERT uses 1e-12, not torch's 1e-5)."""
+    mean = x.mean(axis=-1, keepdims=True)  # [..., H] -> [..., 1]
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # [..., 1], biased as torch's
+    return (x - mean) / xp.sqrt(var + eps) * w.weight + w.bias  # [..., H]
+
+
+def softmax(x, xp):
+    """Softmax over the last axis, shifted by the row max so exp never overflows."""
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))  # [..., T]
+    return e / e.sum(axis=-1, keepdims=True)  # [..., T]
+
+
+def split_heads(x, n_heads):
+    """[B, T, H] -> [B, N, T, D]"""
+    B, T, H = x.shape
+    return x.reshape(B, T, n_heads, H // n_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """[B, N, T, D] -> [B, T, H]"""
+    B, N, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, N * D)
+
+
+def mask_bias(attention_mask, dtype, xp):
+    """BertModel's extended attention mask: 0 where a key may be attended, the dtype's minimum where not.
+
+    transformers adds finfo(dtype).min (Google's TF BERT added -10000). A row whose mask is all zero then
+    holds the same value min + score = min everywhere, so its softmax is uniform, never NaN.
+    """
+    blocked = attention_mask[:, None, None, :] == 0  # [B, T] -> [B, 1, 1, T]
+    return xp.where(blocked, xp.finfo(dtype).min, 0).astype(dtype)  # [B, 1, 1, T], broadcast over N and queries
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+
+
+def embeddings(input_ids, token_type_ids, w, config, xp):
+    """BertEmbeddings: word + token type + position, then LayerNorm (dropout is off at inference)."""
+    T = input_ids.shape[1]
+    x = w.word[input_ids] + w.token_type[token_type_ids]  # [B, T] -> [B, T, H]
+    if config.position_embedding_type == "absolute":  # relative models add positions inside attention
+        x = x + w.position[:T]  # [B, T, H] + [T, H]
+    return layer_norm(x, w.norm, config.layer_norm_eps, xp)  # [B, T, H]
+
+
+def relative_scores(q, k, distance, kind, xp):
+    """BertSelfAttention's relative_key(_query) terms (Shaw et al.; Huang et al.), from transformers 4.x."""
+    T = q.shape[2]
+    positions = xp.arange(T)
+    P = (distance.shape[0] + 1) // 2
+    table = distance[positions[:, None] - positions[None, :] + P - 1]  # [T, T] offsets -> [T, T, D]
+    scores = xp.einsum("bnld,lrd->bnlr", q, table)  # query . position: [B, N, T, T]
+    if kind == "relative_key_query":
+        scores = scores + xp.einsum("bnrd,lrd->bnlr", k, table)  # key . position: [B, N, T, T]
+    return scores
+
+
+def self_attention(x, bias, w, config, xp):
+    """BertSelfAttention with eager attention: softmax(Q K^T / sqrt(D) + mask) V, per head."""
+    q = split_heads(linear(x, w.query, xp), config.num_attention_heads)  # [B, T, H] -> [B, N, T, D]
+    k = split_heads(linear(x, w.key, xp), config.num_attention_heads)  # [B, N, T, D]
+    v = split_heads(linear(x, w.value, xp), config.num_attention_heads)  # [B, N, T, D]
+    scores = q @ k.transpose(0, 1, 3, 2)  # [B, N, T, D] @ [B, N, D, T] -> [B, N, T, T]
+    if w.distance is not None:
+        scores = scores + relative_scores(q, k, w.distance, config.position_embedding_type, xp)
+    scores = scores * config.head_size**-0.5 + bias  # [B, N, T, T] + [B, 1, 1, T]
+    probs = softmax(scores, xp)  # [B, N, T, T], each row sums to 1
+    context = merge_heads(probs @ v)  # [B, N, T, T] @ [B, N, T, D] -> [B, N, T, D] -> [B, T, H]
+    return context, probs
+
+
+def encoder_layer(x, bias, w, config, xp):
+    """BertLayer: attention and feed-forward, each followed by residual + LayerNorm (post-LN, as in BERT)."""
+    eps = config.layer_norm_eps
+    context, probs = self_attention(x, bias, w, config, xp)  # [B, T, H], [B, N, T, T]
+    x = layer_norm(linear(context, w.attention_output, xp) + x, w.attention_norm, eps, xp)  # BertSelfOutput
+    h = ACTIVATIONS[config.hidden_act](linear(x, w.intermediate, xp), xp)  # BertIntermediate: [B, T, I]
+    x = layer_norm(linear(h, w.output, xp) + x, w.output_norm, eps, xp)  # BertOutput: [B, T, I] -> [B, T, H]
+    return x, probs
+
+
+def pooler(x, w, xp):
+    """BertPooler: tanh(dense(first token)), the [CLS] summary the classifier reads."""
+    return xp.tanh(linear(x[:, 0], w, xp))  # [B, T, H] -> [B, H]
+
+
+def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_hidden_states=False,
+         output_attentions=False):
+    """BertModel (and BertForSequenceClassification's head when the checkpoint has one)."""
+    dtype = weights.embeddings.word.dtype
+    x = embeddings(input_ids, token_type_ids, weights.embeddings, config, xp)  # [B, T] -> [B, T, H]
+    bias = mask_bias(attention_mask, dtype, xp)  # [B, T] -> [B, 1, 1, T]
+    hidden_states, attentions = [x], []
+    for layer in weights.layers:
+        x, probs = encoder_layer(x, bias, layer, config, xp)  # [B, T, H] -> [B, T, H]
+        hidden_states.append(x)
+        attentions.append(probs)
+    pooled = pooler(x, weights.pooler, xp) if weights.pooler is not None else None  # [B, H]
+    logits = linear(pooled, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
+    return BertOutput(
+        last_hidden_state=x,
+        pooler_output=pooled,
+        logits=logits,
+        hidden_states=tuple(hidden_states) if output_hidden_states else None,
+        attentions=tuple(attentions) if output_attentions else None,
+    )

@@ -1,0 +1,140 @@
+"""Text -> token ids, through Hugging Face's `tokenizers` (the same Rust code transformers' fast tokenizers run).
+
+A checkpoint's tokenizer.json is used as is. Older checkpoints carry only vocab.txt and
+tokenizer_config.json; from those we build the same BERT WordPiece pipeline transformers' BertTokenizer
+runs (clean text, split CJK characters, lower-case and strip accents when `do_lower_case`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+
+from .errors import InputError, TokenizerError
+
+UNBOUNDED = 10**9  # transformers writes int(1e30) as "no limit" into model_max_length
+
+
+class Tokenizer:
+    def __init__(self, backend, model_max_length: int | None, pad_token: str, source: str):
+        self.backend = backend  # a tokenizers.Tokenizer
+        self.model_max_length = model_max_length
+        self.pad_token = pad_token
+        self.pad_id = backend.token_to_id(pad_token)
+        if self.pad_id is None:
+            raise TokenizerError(f"{source}: pad token {pad_token!r} is not in the vocabulary")
+        self.source = source
+        # truncation and padding are state on the Rust tokenizer: set them and encode under one lock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_folder(cls, folder: str) -> "Tokenizer":
+        from tokenizers import Tokenizer as RustTokenizer
+
+        settings = _read_json(os.path.join(folder, "tokenizer_config.json"))
+        model_max_length = settings.get("model_max_length")
+        if not isinstance(model_max_length, int) or model_max_length >= UNBOUNDED:
+            model_max_length = None
+        pad_token = _token(settings.get("pad_token"), "[PAD]")
+        tokenizer_json = os.path.join(folder, "tokenizer.json")
+        vocab_txt = os.path.join(folder, "vocab.txt")
+        if os.path.exists(tokenizer_json):
+            try:
+                backend = RustTokenizer.from_file(tokenizer_json)
+            except Exception as e:  # the Rust side raises a bare Exception on any parse error
+                raise TokenizerError(f"{tokenizer_json}: not a valid tokenizers file ({e})") from None
+            return cls(backend, model_max_length, pad_token, tokenizer_json)
+        if os.path.exists(vocab_txt):
+            return cls(_wordpiece_from_vocab(vocab_txt, settings), model_max_length, pad_token, vocab_txt)
+        raise TokenizerError(f"{folder}: no tokenizer.json or vocab.txt; pass token ids to the model directly")
+
+    def encode(self, texts, max_length: int) -> dict[str, np.ndarray]:
+        """Texts or (text, text) pairs -> int64 [B, T] input_ids, attention_mask, token_type_ids.
+
+        Truncates each to max_length tokens (pairs: longest first, as transformers) and pads to the
+        longest in the batch.
+        """
+        items = _as_batch(texts)
+        with self._lock:
+            self.backend.enable_truncation(max_length, strategy="longest_first")
+            self.backend.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+            try:
+                encodings = self.backend.encode_batch(items)
+            except Exception as e:
+                raise TokenizerError(f"{self.source}: could not tokenize ({e})") from None
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+
+
+def _as_batch(texts) -> list:
+    """A text, a list of texts, or a list of (text, text) pairs -> what encode_batch takes."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts):
+        return [texts]
+    try:
+        items = list(texts)
+    except TypeError:
+        raise InputError(f"texts must be a string, a list of strings or of (text, text) pairs, got {type(texts).__name__}") from None
+    if not items:
+        raise InputError("texts is empty: give at least one text")
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            continue
+        if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+            items[i] = tuple(item)
+            continue
+        raise InputError(f"texts[{i}] is {item!r}: expected a string or a (text, text) pair of strings")
+    return items
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path}: expected a JSON object")
+    return data
+
+
+def _token(value, default: str) -> str:
+    """Special tokens appear as strings or as AddedToken dicts {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else default
+
+
+def _wordpiece_from_vocab(vocab_txt: str, settings: dict):
+    """BertTokenizer's pipeline from vocab.txt and tokenizer_config.json, as a tokenizers.Tokenizer."""
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    try:
+        with open(vocab_txt, encoding="utf-8") as f:
+            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenizerError(f"{vocab_txt}: unreadable vocabulary ({e})") from None
+    specials = {name: _token(settings.get(name), default) for name, default in
+                (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("cls_token", "[CLS]"),
+                 ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))}
+    missing = [token for token in specials.values() if token not in vocab]
+    if missing:
+        raise TokenizerError(f"{vocab_txt}: special token(s) {', '.join(missing)} are not in the vocabulary")
+    wordpiece = BertWordPieceTokenizer(
+        vocab,
+        **specials,
+        clean_text=True,
+        handle_chinese_chars=bool(settings.get("tokenize_chinese_chars", True)),
+        strip_accents=settings.get("strip_accents"),
+        lowercase=bool(settings.get("do_lower_case", True)),
+    )
+    return wordpiece._tokenizer

@@ -1,0 +1,270 @@
+"""Checkpoint -> a typed tree of arrays. The one table of Hugging Face tensor names lives here.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header mapping each tensor name to
+its dtype, shape and byte range, then raw little-endian data. We read the header ourselves so that every
+tensor can be a view into one read-only memory map of the file: when the stored dtype is the compute
+dtype, loading a model copies nothing. float16 and bfloat16 files are upcast (NumPy has no bfloat16).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BertConfig
+from .errors import WeightsError
+
+# safetensors dtype codes we read, as NumPy dtypes (bfloat16 is stored as raw uint16, widened below).
+STORED_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+
+# Tensors of other BERT heads and buffers, which a BertModel / BertForSequenceClassification ignores.
+IGNORED_PREFIXES = ("cls.", "qa_outputs.", "embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclass(frozen=True)
+class Linear:
+    weight: np.ndarray  # [out, in], as torch's nn.Linear stores it
+    bias: np.ndarray  # [out]
+
+
+@dataclass(frozen=True)
+class LayerNorm:
+    weight: np.ndarray  # [H]  (legacy checkpoints call it gamma)
+    bias: np.ndarray  # [H]  (legacy: beta)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    word: np.ndarray  # [V, H]
+    position: np.ndarray  # [P, H]
+    token_type: np.ndarray  # [types, H]
+    norm: LayerNorm
+
+
+@dataclass(frozen=True)
+class Layer:
+    query: Linear  # [H, H]
+    key: Linear  # [H, H]
+    value: Linear  # [H, H]
+    distance: np.ndarray | None  # [2P-1, D] for relative_key(_query) position embeddings, else None
+    attention_output: Linear  # [H, H]
+    attention_norm: LayerNorm
+    intermediate: Linear  # [I, H]
+    output: Linear  # [H, I]
+    output_norm: LayerNorm
+
+
+@dataclass(frozen=True)
+class BertWeights:
+    embeddings: Embeddings
+    layers: tuple  # of Layer, length L
+    pooler: Linear | None  # [H, H]; None when the checkpoint has no pooler
+    classifier: Linear | None  # [num_labels, H]; BertForSequenceClassification only
+
+    def map(self, fn) -> "BertWeights":
+        """The same tree with every array replaced by fn(array) (a dtype cast, an upload to a GPU)."""
+        return _map(self, fn)
+
+
+def _map(node, fn):
+    if node is None:
+        return None
+    if isinstance(node, tuple):
+        return tuple(_map(n, fn) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return type(node)(**{k: _map(getattr(node, k), fn) for k in node.__dataclass_fields__})
+    return fn(node)
+
+
+def checkpoint_files(folder: str) -> list[str]:
+    """The safetensors files of a checkpoint folder: one model.safetensors, or the shards of an index."""
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(single):
+        return [single]
+    if os.path.exists(index):
+        try:
+            with open(index, encoding="utf-8") as f:
+                weight_map = json.load(f)["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise WeightsError(f"{index}: not a safetensors index with a 'weight_map' ({e!r})") from None
+        return [os.path.join(folder, shard) for shard in shards]
+    raise WeightsError(f"{folder}: no model.safetensors or model.safetensors.index.json")
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """Every tensor of one safetensors file as a read-only view into a memory map of it (no copy)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise WeightsError(f"{path}: {size} bytes is too short for a safetensors file")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > min(size - 8, MAX_HEADER_BYTES):
+                raise WeightsError(f"{path}: header claims {header_len} bytes but the file has {size}")
+            header = json.loads(f.read(header_len))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: unreadable safetensors header ({e})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: safetensors header is not a JSON object")
+    header.pop("__metadata__", None)
+    data_start = 8 + header_len
+    data_len = size - data_start
+    raw = np.memmap(path, dtype=np.uint8, mode="r") if data_len > 0 else np.zeros(0, np.uint8)
+    tensors = {}
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, KeyError, ValueError) as e:
+            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r} ({e!r})") from None
+        if dtype not in STORED_DTYPES:
+            raise WeightsError(f"{path}: tensor '{name}' has dtype {dtype}; bertnp reads {', '.join(STORED_DTYPES)}")
+        itemsize = np.dtype(STORED_DTYPES[dtype]).itemsize
+        count = int(np.prod(shape, dtype=object)) if shape else 1
+        if any(s < 0 for s in shape) or not (0 <= begin <= end <= data_len) or end - begin != count * itemsize:
+            raise WeightsError(
+                f"{path}: tensor '{name}' ({dtype}{list(shape)}) claims bytes {begin}..{end} "
+                f"but needs {count * itemsize} bytes inside a data section of {data_len}"
+            )
+        array = raw[data_start + begin : data_start + end].view(STORED_DTYPES[dtype]).reshape(shape)
+        tensors[name] = _widen(array) if dtype in ("F16", "BF16") else array
+    return tensors
+
+
+def _widen(array: np.ndarray) -> np.ndarray:
+    """float16 -> float32 exactly; bfloat16 (raw uint16) -> float32 exactly, by shifting into the high half."""
+    if array.dtype == np.uint16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array.astype(np.float32)
+
+
+def load_weights(folder: str, config: BertConfig, dtype) -> BertWeights:
+    """Read a checkpoint folder into BertWeights of `dtype`, checking every name and shape against config."""
+    tensors, origin = {}, {}
+    for path in checkpoint_files(folder):
+        if not os.path.exists(path):
+            raise WeightsError(f"{path}: listed in the index but missing")
+        for name, array in read_safetensors(path).items():
+            key = _canonical(name)
+            if key in tensors:
+                raise WeightsError(f"{path}: tensor '{name}' also appears in {origin[key]}")
+            tensors[key], origin[key] = array, path
+    return build_tree(tensors, config, dtype, source=folder)
+
+
+def _canonical(name: str) -> str:
+    """HF names with or without the `bert.` prefix, and legacy LayerNorm.gamma/beta, to one spelling."""
+    if name.startswith("bert."):
+        name = name[len("bert.") :]
+    if name.endswith("LayerNorm.gamma"):
+        name = name[: -len("gamma")] + "weight"
+    elif name.endswith("LayerNorm.beta"):
+        name = name[: -len("beta")] + "bias"
+    return name
+
+
+def expected_shapes(config: BertConfig, has_pooler: bool, has_classifier: bool) -> dict[str, tuple]:
+    """The one table of checkpoint names bertnp reads, with the shape each must have."""
+    H, I, D, P = config.hidden_size, config.intermediate_size, config.head_size, config.max_position_embeddings
+    shapes = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, H),
+        "embeddings.position_embeddings.weight": (P, H),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, H),
+        "embeddings.LayerNorm.weight": (H,),
+        "embeddings.LayerNorm.bias": (H,),
+    }
+    for i in range(config.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for part, (rows, cols) in {
+            "attention.self.query": (H, H),
+            "attention.self.key": (H, H),
+            "attention.self.value": (H, H),
+            "attention.output.dense": (H, H),
+            "intermediate.dense": (I, H),
+            "output.dense": (H, I),
+        }.items():
+            shapes[p + part + ".weight"] = (rows, cols)
+            shapes[p + part + ".bias"] = (rows,)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[p + norm + ".weight"] = (H,)
+            shapes[p + norm + ".bias"] = (H,)
+        if config.position_embedding_type != "absolute":
+            shapes[p + "attention.self.distance_embedding.weight"] = (2 * P - 1, D)
+    if has_pooler:
+        shapes["pooler.dense.weight"] = (H, H)
+        shapes["pooler.dense.bias"] = (H,)
+    if has_classifier:
+        shapes["classifier.weight"] = (config.num_labels, H)
+        shapes["classifier.bias"] = (config.num_labels,)
+    return shapes
+
+
+def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source: str) -> BertWeights:
+    """Check names and shapes against the table, cast to `dtype` (a no-op view when it already matches)."""
+    dtype = np.dtype(dtype)
+    has_pooler = "pooler.dense.weight" in tensors
+    has_classifier = "classifier.weight" in tensors
+    shapes = expected_shapes(config, has_pooler, has_classifier)
+    missing = [n for n in shapes if n not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise WeightsError(f"{source}: missing tensor(s) {', '.join(missing[:5])}{more}")
+    unexpected = [n for n in tensors if n not in shapes and not n.startswith(IGNORED_PREFIXES)]
+    if unexpected:
+        raise WeightsError(
+            f"{source}: unexpected tensor(s) {', '.join(unexpected[:5])} for a BERT with "
+            f"{config.num_hidden_layers} layers and position_embedding_type={config.position_embedding_type!r}"
+        )
+    for name, shape in shapes.items():
+        array = tensors[name]
+        if array.shape != shape:
+            raise WeightsError(f"{source}: tensor '{name}' has shape {list(array.shape)}, expected {list(shape)}")
+        if array.dtype.kind != "f":
+            raise WeightsError(f"{source}: tensor '{name}' has dtype {array.dtype}, expected a float type")
+
+    def get(name):
+        array = tensors[name]
+        return array if array.dtype == dtype else array.astype(dtype)
+
+    def linear(prefix):
+        return Linear(get(prefix + ".weight"), get(prefix + ".bias"))
+
+    def norm(prefix):
+        return LayerNorm(get(prefix + ".weight"), get(prefix + ".bias"))
+
+    layers = []
+    for i in range(config.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        distance = p + "attention.self.distance_embedding.weight"
+        layers.append(
+            Layer(
+                query=linear(p + "attention.self.query"),
+                key=linear(p + "attention.self.key"),
+                value=linear(p + "attention.self.value"),
+                distance=get(distance) if distance in shapes else None,
+                attention_output=linear(p + "attention.output.dense"),
+                attention_norm=norm(p + "attention.output.LayerNorm"),
+                intermediate=linear(p + "intermediate.dense"),
+                output=linear(p + "output.dense"),
+                output_norm=norm(p + "output.LayerNorm"),
+            )
+        )
+    return BertWeights(
+        embeddings=Embeddings(
+            word=get("embeddings.word_embeddings.weight"),
+            position=get("embeddings.position_embeddings.weight"),
+            token_type=get("embeddings.token_type_embeddings.weight"),
+            norm=norm("embeddings.LayerNorm"),
+        ),
+        layers=tuple(layers),
+        pooler=linear("pooler.dense") if has_pooler else None,
+        classifier=linear("classifier") if has_classifier else None,
+    )

@@ -1,0 +1,1 @@
+"""Fast versions of bertnp's ops (Numba on CPU, CuPy on GPU), installed as bertnp.kernels."""
