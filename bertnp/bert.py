@@ -9,9 +9,12 @@ import numpy as np
 from . import model
 from .config import BertConfig
 from .errors import BertnpError, InputError, TokenizerError, WeightsError
-from .tokenizer import Tokenizer
+from .pooling import POOLINGS, pool
+from .pooling import normalize as pooling_normalize
+from .tokenizer import Tokenizer, as_batch, pad
 from .weights import load_weights
 
+TOKENIZE_CHUNK = 4096  # texts tokenized per call: ids are kept, the tokenizers' Encoding objects are not
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -45,12 +48,52 @@ class Bert:
         """Texts or (text, text) pairs -> int64 input_ids, attention_mask, token_type_ids, padded to the longest."""
         if self.tokenizer is None:
             raise TokenizerError(self._tokenizer_error or "this model was loaded without a tokenizer")
+        return self.tokenizer.encode(texts_or_pairs, self._max_length(max_length))
+
+    def _max_length(self, max_length) -> int:
         if max_length is None:
-            max_length = self.max_length
-        elif not isinstance(max_length, (int, np.integer)) or not 2 <= max_length <= self.config.max_position_embeddings:
+            return self.max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or \
+                not 2 <= max_length <= self.config.max_position_embeddings:
             raise InputError(f"max_length={max_length!r}: expected an integer from 2 to "
                              f"max_position_embeddings={self.config.max_position_embeddings}")
-        return self.tokenizer.encode(texts_or_pairs, int(max_length))
+        return int(max_length)
+
+    def embed(self, texts, pooling: str = "mean", normalize: bool = False, batch_size: int = 32,
+              max_length: int | None = None) -> np.ndarray:
+        """Texts (or pairs) -> [N, H] embeddings, in input order. pooling: mean, cls, max or pooler."""
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+        vectors = self._batched(texts, batch_size, max_length, lambda out, mask: pool(out, mask, pooling))
+        return pooling_normalize(vectors) if normalize else vectors
+
+    def predict(self, texts_or_pairs, batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
+        """Texts or pairs -> classifier logits [N, C], in input order."""
+        if self.weights.classifier is None:
+            raise InputError("predict needs a sequence-classification checkpoint (classifier.weight); "
+                             "this one is a plain BertModel: use embed")
+        return self._batched(texts_or_pairs, batch_size, max_length, lambda out, mask: out.logits)
+
+    def _batched(self, texts, batch_size, max_length, reduce):
+        """Tokenize once, run length-sorted batches (little padding), return rows in input order."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}: expected a positive integer")
+        if self.tokenizer is None:
+            raise TokenizerError(self._tokenizer_error or "this model was loaded without a tokenizer")
+        items, limit = as_batch(texts), self._max_length(max_length)
+        sequences = []
+        for start in range(0, len(items), TOKENIZE_CHUNK):
+            sequences += self.tokenizer.encode_each(items[start : start + TOKENIZE_CHUNK], limit)
+        order = np.argsort([len(ids) for ids, _ in sequences], kind="stable")
+        result = None
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            enc = pad([sequences[i] for i in rows], self.tokenizer.pad_id)
+            values = reduce(self(**enc), enc["attention_mask"])  # [b, ...]
+            if result is None:
+                result = np.empty((len(sequences), *values.shape[1:]), values.dtype)
+            result[rows] = values
+        return result
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
                  output_attentions=False) -> model.BertOutput:

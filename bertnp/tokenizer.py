@@ -57,22 +57,35 @@ class Tokenizer:
         Truncates each to max_length tokens (pairs: longest first, as transformers) and pads to the
         longest in the batch.
         """
-        items = _as_batch(texts)
+        return pad(self.encode_each(texts, max_length), self.pad_id)
+
+    def encode_each(self, texts, max_length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Texts or pairs -> one (ids, token types) pair of int32 arrays per text, truncated, not padded."""
+        items = as_batch(texts)
         with self._lock:
             self.backend.enable_truncation(max_length, strategy="longest_first")
-            self.backend.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
+            self.backend.no_padding()
             try:
                 encodings = self.backend.encode_batch(items)
             except Exception as e:
                 raise TokenizerError(f"{self.source}: could not tokenize ({e})") from None
-        return {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
+        return [(np.array(e.ids, np.int32), np.array(e.type_ids, np.int32)) for e in encodings]
 
 
-def _as_batch(texts) -> list:
+def pad(sequences: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
+    """(ids, token types) per text -> int64 [B, T] arrays, right-padded to the longest."""
+    T = max(len(ids) for ids, _ in sequences)
+    input_ids = np.full((len(sequences), T), pad_id, np.int64)
+    token_type_ids = np.zeros((len(sequences), T), np.int64)
+    attention_mask = np.zeros((len(sequences), T), np.int64)
+    for row, (ids, types) in enumerate(sequences):
+        input_ids[row, : len(ids)] = ids
+        token_type_ids[row, : len(ids)] = types
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def as_batch(texts) -> list:
     """A text, a list of texts, or a list of (text, text) pairs -> what encode_batch takes."""
     if isinstance(texts, str):
         return [texts]
