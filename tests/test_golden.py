@@ -1,0 +1,74 @@
+"""Committed golden outputs from transformers: these run without torch installed.
+
+weights/tiny: a 2-layer classifier with its own tokenizer (made by weights/make_tiny.py, transformers 5).
+weights/relative: relative_key and relative_key_query models (weights/make_relative_goldens.py, transformers
+4.57, since transformers 5 silently ignores these position embedding types).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import WEIGHTS
+from parity import compare_outputs
+
+import bertnp
+
+TINY = os.path.join(WEIGHTS, "tiny")
+DTYPES = [np.float32, np.float64]
+
+
+def reference(golden, prefix: str) -> dict:
+    ref = {name: golden[prefix + name] for name in ("last_hidden_state", "pooler_output")}
+    if prefix + "logits" in golden:
+        ref["logits"] = golden[prefix + "logits"]
+    ref["hidden_states"] = list(golden[prefix + "hidden_states"])
+    ref["attentions"] = list(golden[prefix + "attentions"])
+    return ref
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", ["single", "pair"])
+def test_tiny_classifier_matches_golden(batch, dtype):
+    golden = np.load(os.path.join(TINY, "golden.npz"))
+    texts = json.load(open(os.path.join(TINY, "golden_texts.json"), encoding="utf-8"))
+    model = bertnp.load(TINY, dtype=dtype.__name__)
+    enc = model.tokenize(texts[batch], max_length=texts["max_length"])
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        np.testing.assert_array_equal(enc[name], golden[f"{batch}_{name}"], err_msg=f"tokenizer: {name}")
+    out = model(**enc, output_hidden_states=True, output_attentions=True)
+    compare_outputs(out, reference(golden, f"{batch}_{dtype.__name__}_"), enc["attention_mask"], dtype)
+    assert model.labels == ["World", "Sports", "Business"]
+
+
+def test_tiny_predictions_have_varied_labels():
+    """The golden weights were drawn so that labels differ between texts: a label-order bug would show."""
+    golden = np.load(os.path.join(TINY, "golden.npz"))
+    texts = json.load(open(os.path.join(TINY, "golden_texts.json"), encoding="utf-8"))
+    model = bertnp.load(TINY)
+    logits = model.predict(texts["single"], max_length=texts["max_length"], batch_size=4)
+    np.testing.assert_array_equal(logits.argmax(1), golden["single_float32_logits"].argmax(1))
+    assert len(set(logits.argmax(1))) > 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+def test_relative_position_models_match_transformers_4(kind, dtype):
+    folder = os.path.join(WEIGHTS, "relative", kind)
+    golden = np.load(os.path.join(folder, "golden.npz"))
+    model = bertnp.load(folder, dtype=dtype.__name__)
+    assert model.config.position_embedding_type == kind
+    assert model.tokenizer is None  # no tokenizer files: the model still loads
+    enc = {name: golden[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    out = model(**enc, output_hidden_states=True, output_attentions=True)
+    compare_outputs(out, reference(golden, f"{dtype.__name__}_"), enc["attention_mask"], dtype)
+
+
+def test_missing_tokenizer_loads_but_tokenize_explains():
+    model = bertnp.load(os.path.join(WEIGHTS, "relative", "relative_key"))
+    with pytest.raises(bertnp.TokenizerError, match="no tokenizer.json or vocab.txt"):
+        model.tokenize(["hello"])
