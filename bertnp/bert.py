@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from . import model
+from . import backends, model
 from .config import BertConfig
 from .errors import BertnpError, InputError, TokenizerError, WeightsError
 from .pooling import POOLINGS, pool
@@ -21,13 +21,15 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 class Bert:
     """BertModel or BertForSequenceClassification, as loaded by `bertnp.load`."""
 
-    def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None):
+    def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None,
+                 backend: str | None = None, folder: str | None = None):
         self.config = config
+        self.folder = folder
         self.weights = weights
         self.tokenizer = tokenizer
         self._tokenizer_error = tokenizer_error
         self.dtype = weights.embeddings.word.dtype
-        self.xp = np
+        self.backend = backends.create(backend, weights, config)
 
     @property
     def labels(self) -> list[str] | None:
@@ -64,7 +66,7 @@ class Bert:
         """Texts (or pairs) -> [N, H] embeddings, in input order. pooling: mean, cls, max or pooler."""
         if pooling not in POOLINGS:
             raise InputError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
-        vectors = self._batched(texts, batch_size, max_length, lambda out, mask: pool(out, mask, pooling))
+        vectors = self.run_batches(texts, lambda out, mask: pool(out, mask, pooling), batch_size, max_length)
         return pooling_normalize(vectors) if normalize else vectors
 
     def predict(self, texts_or_pairs, batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
@@ -72,18 +74,30 @@ class Bert:
         if self.weights.classifier is None:
             raise InputError("predict needs a sequence-classification checkpoint (classifier.weight); "
                              "this one is a plain BertModel: use embed")
-        return self._batched(texts_or_pairs, batch_size, max_length, lambda out, mask: out.logits)
+        return self.run_batches(texts_or_pairs, lambda out, mask: out.logits, batch_size, max_length)
 
-    def _batched(self, texts, batch_size, max_length, reduce):
-        """Tokenize once, run length-sorted batches (little padding), return rows in input order."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}: expected a positive integer")
+    def run_batches(self, texts, reduce, batch_size: int = 32, max_length: int | None = None, progress=None):
+        """Tokenize once, run length-sorted batches (little padding), return rows in input order.
+
+        reduce(BertOutput, attention_mask [b, T]) -> [b, ...] turns each batch's output into rows.
+        progress: a callable given the number of texts finished after each batch (a tqdm's update).
+        """
+        return self.run_sequences(self.encode_each(texts, max_length), reduce, batch_size, progress)
+
+    def encode_each(self, texts, max_length: int | None = None) -> list:
+        """Texts or pairs -> one (ids, token types) pair per text, truncated, unpadded."""
         if self.tokenizer is None:
             raise TokenizerError(self._tokenizer_error or "this model was loaded without a tokenizer")
         items, limit = as_batch(texts), self._max_length(max_length)
         sequences = []
         for start in range(0, len(items), TOKENIZE_CHUNK):
             sequences += self.tokenizer.encode_each(items[start : start + TOKENIZE_CHUNK], limit)
+        return sequences
+
+    def run_sequences(self, sequences: list, reduce, batch_size: int = 32, progress=None):
+        """run_batches on already tokenized (ids, token types) pairs."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}: expected a positive integer")
         order = np.argsort([len(ids) for ids, _ in sequences], kind="stable")
         result = None
         for start in range(0, len(order), batch_size):
@@ -93,13 +107,14 @@ class Bert:
             if result is None:
                 result = np.empty((len(sequences), *values.shape[1:]), values.dtype)
             result[rows] = values
+            if progress is not None:
+                progress(len(rows))
         return result
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
                  output_attentions=False) -> model.BertOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return model.bert(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.xp,
-                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate ids, mask and token types as [B, T] integer arrays within the model's tables."""
@@ -135,11 +150,12 @@ def _within(name, array, limit, limit_name):
         raise InputError(f"{name} holds {bad}, outside 0..{limit - 1} (limit {limit_name})")
 
 
-def load(path, dtype="float32") -> Bert:
+def load(path, dtype="float32", backend: str | None = None) -> Bert:
     """Load a Hugging Face BERT checkpoint folder: config.json, model.safetensors (or shards), tokenizer files.
 
     dtype: "float32" or "float64", the dtype every computation runs in. float32 weights stored as float32
     are memory-mapped, not copied. A folder without tokenizer files still loads: tokenize() then raises.
+    backend: "numpy" (the reference path), "numba" (pad-free kernels), or None for the fastest installed.
     """
     folder = os.fspath(path)
     if not os.path.isdir(folder):
@@ -155,4 +171,4 @@ def load(path, dtype="float32") -> Bert:
         tokenizer, error = Tokenizer.from_folder(folder), None
     except TokenizerError as e:
         tokenizer, error = None, str(e)
-    return Bert(config, weights, tokenizer, error)
+    return Bert(config, weights, tokenizer, error, backend=backend, folder=folder)

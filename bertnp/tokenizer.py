@@ -42,10 +42,8 @@ class Tokenizer:
         tokenizer_json = os.path.join(folder, "tokenizer.json")
         vocab_txt = os.path.join(folder, "vocab.txt")
         if os.path.exists(tokenizer_json):
-            try:
-                backend = RustTokenizer.from_file(tokenizer_json)
-            except Exception as e:  # the Rust side raises a bare Exception on any parse error
-                raise TokenizerError(f"{tokenizer_json}: not a valid tokenizers file ({e})") from None
+            backend = rust_call(lambda: RustTokenizer.from_file(tokenizer_json), tokenizer_json,
+                                "not a valid tokenizers file")
             return cls(backend, model_max_length, pad_token, tokenizer_json)
         if os.path.exists(vocab_txt):
             return cls(_wordpiece_from_vocab(vocab_txt, settings), model_max_length, pad_token, vocab_txt)
@@ -65,11 +63,20 @@ class Tokenizer:
         with self._lock:
             self.backend.enable_truncation(max_length, strategy="longest_first")
             self.backend.no_padding()
-            try:
-                encodings = self.backend.encode_batch(items)
-            except Exception as e:
-                raise TokenizerError(f"{self.source}: could not tokenize ({e})") from None
+            encodings = rust_call(lambda: self.backend.encode_batch(items), self.source, "could not tokenize")
         return [(np.array(e.ids, np.int32), np.array(e.type_ids, np.int32)) for e in encodings]
+
+    def encode_windows(self, text: str, max_length: int, stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One long text -> windows of at most max_length tokens, consecutive windows sharing `stride` tokens."""
+        specials = self.backend.num_special_tokens_to_add(False)
+        if not 0 <= stride < max_length - specials:
+            raise InputError(f"stride={stride}: expected 0 <= stride < max_length - {specials} special tokens "
+                             f"= {max_length - specials}")
+        with self._lock:
+            self.backend.enable_truncation(max_length, stride=stride, strategy="longest_first")
+            self.backend.no_padding()
+            first = rust_call(lambda: self.backend.encode(text), self.source, "could not tokenize")
+        return [(np.array(e.ids, np.int32), np.array(e.type_ids, np.int32)) for e in [first, *first.overflowing]]
 
 
 def pad(sequences: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
@@ -83,6 +90,17 @@ def pad(sequences: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str
         token_type_ids[row, : len(ids)] = types
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def rust_call(fn, source: str, what: str):
+    """Run a `tokenizers` call; its errors (a bare Exception, or a Rust panic, which is a BaseException)
+    become a TokenizerError naming the file."""
+    try:
+        return fn()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise TokenizerError(f"{source}: {what} ({type(e).__name__}: {e})") from None
 
 
 def as_batch(texts) -> list:

@@ -1,0 +1,144 @@
+"""Sentence embeddings configured as sentence-transformers configures them.
+
+A sentence-transformers folder holds `modules.json` (Transformer -> Pooling -> optional Normalize),
+`1_Pooling/config.json` (which poolings, concatenated in a fixed order) and `sentence_bert_config.json`
+(max_seq_length, do_lower_case). Embedder reads them so that `Embedder(folder).embed(texts)` equals
+`SentenceTransformer(folder).encode(texts)`; explicit arguments override the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .bert import Bert, load
+from .errors import ConfigError, InputError
+from .pooling import POOLINGS, normalize as unit_length, pool
+
+# sentence-transformers' legacy Pooling flags, in the order it concatenates the modes
+POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+}
+
+
+def sentence_transformers_settings(folder: str) -> dict:
+    """{pooling: tuple of modes, normalize: bool, max_length: int|None, lowercase: bool} from an ST folder.
+
+    A folder without modules.json gives {} (a plain transformers checkpoint).
+    """
+    modules_path = os.path.join(folder, "modules.json")
+    if not os.path.exists(modules_path):
+        return {}
+    modules = _json(modules_path, list)
+    settings = {"normalize": False, "pooling": ("mean",)}
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind == "Normalize":
+            settings["normalize"] = True
+        elif kind == "Pooling":
+            pooling = _json(os.path.join(folder, module.get("path", ""), "config.json"), dict)
+            settings["pooling"] = _pooling_modes(pooling, os.path.join(folder, module.get("path", ""), "config.json"))
+        elif kind not in ("Transformer", ""):
+            raise ConfigError(f"{modules_path}: module type {module.get('type')!r} is not supported by bertnp "
+                              "(it runs Transformer -> Pooling -> Normalize)")
+    bert_config = os.path.join(folder, "sentence_bert_config.json")
+    if os.path.exists(bert_config):
+        raw = _json(bert_config, dict)
+        settings["max_length"] = raw.get("max_seq_length")
+        settings["lowercase"] = bool(raw.get("do_lower_case", False))
+    return settings
+
+
+def _pooling_modes(raw: dict, path: str) -> tuple:
+    if "pooling_mode" in raw:  # sentence-transformers >= 5 writes one key
+        modes = raw["pooling_mode"]
+        modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    else:
+        modes = tuple(mode for flag, mode in POOLING_FLAGS.items() if raw.get(flag))
+        unsupported = [k for k, v in raw.items() if k.startswith("pooling_mode_") and v and k not in POOLING_FLAGS]
+        if unsupported:
+            raise ConfigError(f"{path}: {', '.join(unsupported)} is not supported by bertnp")
+    for mode in modes:
+        if mode not in POOLINGS:
+            raise ConfigError(f"{path}: pooling mode {mode!r} is not supported by bertnp")
+    return modes or ("mean",)
+
+
+def _json(path, kind):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable ({e})") from None
+    if not isinstance(data, kind):
+        raise ConfigError(f"{path}: expected a JSON {kind.__name__}")
+    return data
+
+
+class Embedder:
+    """Texts -> float32 [N, H] sentence embeddings, as sentence-transformers' encode."""
+
+    def __init__(self, model, max_length: int | None = None, pooling=None, normalize: bool | None = None,
+                 backend: str | None = None):
+        if isinstance(model, Bert):
+            self.model, folder = model, getattr(model, "folder", None)
+        else:
+            self.model = load(model, backend=backend)
+            folder = self.model.folder
+        settings = sentence_transformers_settings(folder) if folder else {}
+        modes = pooling if pooling is not None else settings.get("pooling", ("mean",))
+        self.pooling = (modes,) if isinstance(modes, str) else tuple(modes)
+        for mode in self.pooling:
+            if mode not in POOLINGS:
+                raise InputError(f"pooling={mode!r}: expected one of {', '.join(POOLINGS)}")
+        self.normalize = settings.get("normalize", False) if normalize is None else bool(normalize)
+        limit = max_length if max_length is not None else settings.get("max_length")
+        self.max_length = min(limit, self.model.max_length) if limit else self.model.max_length
+        self.lowercase = settings.get("lowercase", False)
+
+    @property
+    def dimension(self) -> int:
+        return self.model.config.hidden_size * len(self.pooling)
+
+    def embed(self, texts, batch_size: int = 32, progress=None) -> np.ndarray:
+        """Texts -> [N, dimension] in input order. progress: True for a tqdm bar, or a callable."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        with _progress(progress, len(texts)) as update:
+            vectors = self.model.run_batches(texts, self._pool, batch_size, self.max_length, progress=update)
+        return unit_length(vectors) if self.normalize else vectors
+
+    def _pool(self, out, mask):
+        """Each pooling mode of the folder, concatenated in sentence-transformers' order: [b, dimension]."""
+        return np.concatenate([pool(out, mask, mode) for mode in self.pooling], axis=1)
+
+
+class _progress:
+    """progress=None/False: no bar; True: a tqdm bar on stderr (if tqdm is installed); a callable: called."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.bar = progress, total, None
+
+    def __enter__(self):
+        if callable(self.progress):
+            return self.progress
+        if self.progress:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return None
+            self.bar = tqdm(total=self.total, unit="text")
+            return self.bar.update
+        return None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
