@@ -9,6 +9,7 @@ import numpy as np
 from . import backends, model
 from .config import BertConfig
 from .errors import BertnpError, InputError, TokenizerError, WeightsError
+from .hub import resolve
 from .pooling import POOLINGS, pool
 from .pooling import normalize as pooling_normalize
 from .tokenizer import Tokenizer, as_batch, pad
@@ -151,15 +152,16 @@ def _within(name, array, limit, limit_name):
 
 
 def load(path, dtype="float32", backend: str | None = None) -> Bert:
-    """Load a Hugging Face BERT checkpoint folder: config.json, model.safetensors (or shards), tokenizer files.
+    """Load a Hugging Face BERT checkpoint: config.json, model.safetensors (or shards), tokenizer files.
+
+    path: a folder, or a hub id ("org/name") found in the local Hugging Face cache (downloaded only when
+    it is not cached and huggingface_hub is installed).
 
     dtype: "float32" or "float64", the dtype every computation runs in. float32 weights stored as float32
     are memory-mapped, not copied. A folder without tokenizer files still loads: tokenize() then raises.
     backend: "numpy" (the reference path), "numba" (pad-free kernels), or None for the fastest installed.
     """
-    folder = os.fspath(path)
-    if not os.path.isdir(folder):
-        raise BertnpError(f"{folder}: not a folder (expected config.json, model.safetensors, tokenizer files)")
+    folder = resolve(path)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     if name not in DTYPES:
         raise BertnpError(f"dtype={dtype!r}: bertnp computes in float32 or float64")
