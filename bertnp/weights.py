@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import BertConfig
 from .errors import WeightsError
+from .torch_checkpoint import read_torch_checkpoint
 
 # safetensors dtype codes we read, as NumPy dtypes (bfloat16 is stored as raw uint16, widened below).
 STORED_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
@@ -82,20 +83,21 @@ def _map(node, fn):
 
 
 def checkpoint_files(folder: str) -> list[str]:
-    """The safetensors files of a checkpoint folder: one model.safetensors, or the shards of an index."""
-    single = os.path.join(folder, "model.safetensors")
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(single):
-        return [single]
-    if os.path.exists(index):
-        try:
-            with open(index, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
-            shards = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise WeightsError(f"{index}: not a safetensors index with a 'weight_map' ({e!r})") from None
-        return [os.path.join(folder, shard) for shard in shards]
-    raise WeightsError(f"{folder}: no model.safetensors or model.safetensors.index.json")
+    """The weight files of a checkpoint folder: one file, or the shards of an index. safetensors first;
+    torch's pytorch_model.bin only when there is none (read without torch, see torch_checkpoint.py)."""
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        index = os.path.join(folder, single + ".index.json")
+        if os.path.exists(os.path.join(folder, single)):
+            return [os.path.join(folder, single)]
+        if os.path.exists(index):
+            try:
+                with open(index, encoding="utf-8") as f:
+                    weight_map = json.load(f)["weight_map"]
+                shards = sorted(set(weight_map.values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise WeightsError(f"{index}: not a checkpoint index with a 'weight_map' ({e!r})") from None
+            return [os.path.join(folder, shard) for shard in shards]
+    raise WeightsError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -152,7 +154,8 @@ def load_weights(folder: str, config: BertConfig, dtype) -> BertWeights:
     for path in checkpoint_files(folder):
         if not os.path.exists(path):
             raise WeightsError(f"{path}: listed in the index but missing")
-        for name, array in read_safetensors(path).items():
+        reader = read_torch_checkpoint if path.endswith(".bin") else read_safetensors
+        for name, array in reader(path).items():
             key = _canonical(name)
             if key in tensors:
                 raise WeightsError(f"{path}: tensor '{name}' also appears in {origin[key]}")

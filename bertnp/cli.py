@@ -1,0 +1,320 @@
+"""The `bertnp` command: embed, classify, info, convert.
+
+Texts come from arguments, standard input (one per line), or --input FILE (.txt one per line, .jsonl with
+--field, .csv with --column). Results stream out as they are computed (JSONL by default, CSV, or .npy for
+embeddings), so an error on line 5000 of the input keeps the 4999 rows already written. Errors print one
+line and exit 1 (model or input) or 2 (usage); --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from .errors import BertnpError, InputError
+
+CHUNK = 1024  # texts read, computed and written at a time
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    try:
+        return args.run(args) or 0
+    except BrokenPipeError:
+        return 0
+    except (BertnpError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"bertnp {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bertnp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertnp", description="BERT embeddings and labels with NumPy.")
+    parser.set_defaults(command=None, debug=False)
+    commands = parser.add_subparsers(dest="command")
+
+    def common(p, texts=True):
+        p.add_argument("model", help="model folder or Hugging Face hub id (cached)")
+        if texts:
+            p.add_argument("texts", nargs="*", help="texts (default: --input, else standard input)")
+            p.add_argument("--input", help="file of texts: .txt (one per line), .jsonl (--field), .csv (--column)")
+            p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+            p.add_argument("--column", default="text", help="CSV column holding the text (default: text)")
+            p.add_argument("--output", help="output file: .jsonl (default: standard output), .csv, .npy")
+            p.add_argument("--batch-size", type=int, default=32)
+            p.add_argument("--max-length", type=int, default=None)
+            p.add_argument("--backend", choices=["numpy", "numba"], default=None)
+            p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    embed = commands.add_parser("embed", help="sentence embeddings")
+    common(embed)
+    embed.add_argument("--pooling", default=None, help="cls, mean, max, mean_sqrt_len_tokens, pooler")
+    embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None)
+    embed.set_defaults(run=run_embed)
+
+    classify = commands.add_parser("classify", help="labels and scores")
+    common(classify)
+    classify.add_argument("--top-k", type=int, default=1, help="labels per text; 0 for all")
+    classify.add_argument("--labels", help="comma-separated labels (zero-shot for a model without a head)")
+    classify.add_argument("--activation", choices=["softmax", "sigmoid", "none"], default=None)
+    classify.add_argument("--threshold", type=float, default=0.5)
+    classify.set_defaults(run=run_classify)
+
+    info = commands.add_parser("info", help="what a model folder holds, and whether its parts agree")
+    common(info, texts=False)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=run_info)
+
+    convert = commands.add_parser("convert", help="pytorch_model.bin -> model.safetensors, without torch")
+    convert.add_argument("source")
+    convert.add_argument("destination")
+    convert.add_argument("--debug", action="store_true")
+    convert.set_defaults(run=run_convert)
+    return parser
+
+
+# ---- input ---------------------------------------------------------------------------------------------
+
+
+def read_texts(args):
+    """Yield (where, text): where names the file and line for error messages."""
+    if args.texts:
+        for i, text in enumerate(args.texts, 1):
+            yield f"argument {i}", text
+        return
+    if args.input is None:
+        for i, line in enumerate(sys.stdin, 1):
+            yield f"<stdin>:{i}", line.rstrip("\n")
+        return
+    path = args.input
+    with open(path, encoding="utf-8", newline="") as f:
+        if path.endswith(".csv"):
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or args.column not in reader.fieldnames:
+                raise InputError(f"{path}: no column {args.column!r} (columns: {reader.fieldnames})")
+            for row in reader:
+                yield f"{path}:{reader.line_num}", _text(row.get(args.column), f"{path}:{reader.line_num}")
+        elif path.endswith(".jsonl"):
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+                if not isinstance(record, dict) or args.field not in record:
+                    raise InputError(f"{path}:{i}: no field {args.field!r}")
+                yield f"{path}:{i}", _text(record[args.field], f"{path}:{i}")
+        else:
+            for i, line in enumerate(f, 1):
+                yield f"{path}:{i}", line.rstrip("\r\n")
+
+
+def _text(value, where):
+    if not isinstance(value, str):
+        raise InputError(f"{where}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def chunks(items):
+    """Lists of up to CHUNK texts. An error while reading first yields the texts read before it."""
+    chunk = []
+    try:
+        for _, text in items:
+            chunk.append(text)
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+    except BaseException:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
+
+
+# ---- output --------------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Rows out as they come: JSONL or CSV lines flushed per chunk; .npy gathered and written at the end."""
+
+    def __init__(self, path, header):
+        self.path, self.header, self.rows = path, header, []
+        self.kind = "npy" if path and path.endswith(".npy") else "csv" if path and path.endswith(".csv") else "jsonl"
+        self.file = None if self.kind == "npy" else (open(path, "w", encoding="utf-8", newline="") if path else sys.stdout)
+        self.csv = csv.writer(self.file) if self.kind == "csv" else None
+        if self.csv:
+            self.csv.writerow(header)
+
+    def write(self, records, arrays=None):
+        if self.kind == "npy":
+            if arrays is None:
+                raise InputError(f"{self.path}: .npy output holds embeddings only; use .jsonl or .csv")
+            self.rows.append(arrays)
+            return
+        for record in records:
+            if self.csv:
+                self.csv.writerow([record[k] if not isinstance(record[k], (list, dict)) else json.dumps(record[k])
+                                   for k in self.header])
+            else:
+                self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def close(self):
+        if self.kind == "npy":
+            np.save(self.path, np.concatenate(self.rows) if self.rows else np.zeros((0, 0), np.float32))
+        elif self.file is not sys.stdout:
+            self.file.close()
+
+
+def progress_bar(args):
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(unit="text", file=sys.stderr)
+
+
+def run_chunks(args, compute, header):
+    """Read, compute and write chunk by chunk: what was written stays written if a later line is bad."""
+    writer, bar = Writer(args.output, header), progress_bar(args)
+    try:
+        for chunk in chunks(read_texts(args)):
+            records, arrays = compute(chunk)
+            writer.write(records, arrays)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+
+
+# ---- commands ------------------------------------------------------------------------------------------
+
+
+def run_embed(args):
+    from .embedder import Embedder
+
+    pooling = tuple(args.pooling.split(",")) if args.pooling else None
+    embedder = Embedder(args.model, max_length=args.max_length, pooling=pooling, normalize=args.normalize,
+                        backend=args.backend)
+
+    def compute(texts):
+        vectors = embedder.embed(texts, batch_size=args.batch_size)
+        return [{"text": t, "embedding": v.tolist()} for t, v in zip(texts, vectors)], vectors
+
+    run_chunks(args, compute, ["text", "embedding"])
+
+
+def run_classify(args):
+    from .classifier import Classifier
+
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    classifier = Classifier(args.model, labels=labels, activation=args.activation, threshold=args.threshold,
+                            max_length=args.max_length, backend=args.backend)
+    top_k = None if args.top_k == 0 else args.top_k
+
+    def compute(texts):
+        results = classifier.classify(texts, top_k=top_k, batch_size=args.batch_size)
+        records = [{"text": t, "label": r[0]["label"] if r else None, "score": r[0]["score"] if r else None,
+                    "labels": r} for t, r in zip(texts, results)]
+        return records, None
+
+    run_chunks(args, compute, ["text", "label", "score", "labels"])
+
+
+def run_info(args):
+    report = inspect_model(args.model)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for key, value in report.items():
+            if key != "problems":
+                print(f"{key:>22}: {value}")
+        for problem in report["problems"]:
+            print(f"{'warning':>22}: {problem}")
+    return 1 if report["problems"] else 0
+
+
+def inspect_model(name) -> dict:
+    """What a folder holds and whether config, weights and tokenizer agree."""
+    from .bert import load
+
+    model = load(name, backend="numpy")
+    cfg, folder = model.config, model.folder
+    problems = []
+    report = {
+        "folder": folder,
+        "files": ", ".join(sorted(os.listdir(folder))),
+        "architecture": "BertForSequenceClassification" if model.weights.classifier is not None else "BertModel",
+        "layers": cfg.num_hidden_layers,
+        "hidden size": cfg.hidden_size,
+        "heads": cfg.num_attention_heads,
+        "intermediate size": cfg.intermediate_size,
+        "activation": cfg.hidden_act,
+        "position embeddings": f"{cfg.position_embedding_type}, {cfg.max_position_embeddings} positions",
+        "vocabulary": cfg.vocab_size,
+        "pooler": "yes" if model.weights.pooler is not None else "no (pooler_output is None)",
+        "labels": model.labels,
+        "tokenizer": model.tokenizer.source if model.tokenizer else model._tokenizer_error,
+        "max length": model.max_length,
+    }
+    if model.weights.classifier is not None and len(cfg.id2label) != model.weights.classifier.weight.shape[0]:
+        problems.append(f"id2label has {len(cfg.id2label)} labels, classifier has {model.weights.classifier.weight.shape[0]} rows")
+    if model.tokenizer is not None:
+        vocab = model.tokenizer.backend.get_vocab()
+        if len(vocab) != cfg.vocab_size:
+            problems.append(f"tokenizer vocabulary has {len(vocab)} tokens, config vocab_size is {cfg.vocab_size}")
+        if max(vocab.values()) >= cfg.vocab_size:
+            problems.append(f"tokenizer produces ids up to {max(vocab.values())}, beyond vocab_size {cfg.vocab_size}")
+        cased_tokens = sum(1 for t in vocab if t[:1].isupper() and not t.startswith("["))
+        lowercase = _lowercases(model.tokenizer.backend)
+        report["lower-cases text"] = lowercase
+        if lowercase and cased_tokens > 0.05 * len(vocab):
+            problems.append(f"the tokenizer lower-cases, but {cased_tokens} vocabulary tokens are capitalised (a cased model?)")
+        if lowercase is False and cased_tokens == 0:
+            problems.append("the tokenizer keeps case, but the vocabulary has no capitalised token (an uncased model?)")
+        if model.tokenizer.model_max_length and model.tokenizer.model_max_length > cfg.max_position_embeddings:
+            problems.append(f"tokenizer model_max_length {model.tokenizer.model_max_length} exceeds "
+                            f"max_position_embeddings {cfg.max_position_embeddings}")
+    report["problems"] = problems
+    return report
+
+
+def _lowercases(backend):
+    try:
+        normalizer = json.loads(backend.to_str()).get("normalizer") or {}
+    except ValueError:
+        return None
+    steps = normalizer.get("normalizers", [normalizer])
+    return any(s.get("lowercase") or s.get("type") == "Lowercase" for s in steps)
+
+
+def run_convert(args):
+    from .torch_checkpoint import convert
+
+    convert(args.source, args.destination)
+    print(f"wrote {args.destination}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
