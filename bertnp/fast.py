@@ -1,0 +1,176 @@
+"""The fast forward pass: model.bert's arithmetic on packed tokens, Numba kernels between BLAS GEMMs.
+
+`prepare` lays the weights out once, at load time: Q, K and V fused into one [H, 3H] matrix, every linear
+weight transposed to [in, out] and contiguous, so that each dense layer is one 2-D GEMM (`x @ w`) that
+BLAS runs without a transpose (on 16 tokens, the transposed [out, in] view costs up to 7x in OpenBLAS).
+
+`forward` is pad-free. The real tokens of a padded [B, T] batch are packed into M rows (kernels.cpu.pack);
+every GEMM and row kernel runs on those M rows only, attention runs per (sequence, head) over the
+sequence's own keys, and the results are scattered back to the padded [B, T, ...] shapes at the end.
+What that means at positions the mask pads out:
+  - last_hidden_state and hidden_states hold 0 there (the reference computes a state for them that no
+    real token depends on), and attentions hold 0 in their query rows;
+  - except position 0 of each row, always computed as the reference computes it (a masked position 0
+    becomes a query that attends to the row's real tokens), because the pooler reads position 0;
+  - except rows with no real token at all, computed whole as the reference does: its mask bias is then
+    the same for every key, so attention is uniform over all T positions. Nothing becomes NaN.
+On real tokens, pooler_output and logits the outputs equal the reference's within rounding
+(tests/test_fast_parity.py), and a text's outputs do not depend on the other texts of its batch.
+
+Shape letters as in model.py, plus M packed tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BertConfig
+from .kernels import LAUNCH_LOCK, cpu
+from .model import BertOutput
+from .weights import BertWeights, Embeddings, LayerNorm
+
+
+@dataclass(frozen=True)
+class Dense:
+    weight: np.ndarray  # [in, out], C-contiguous: x @ weight is one BLAS GEMM
+    bias: np.ndarray  # [out]
+
+
+@dataclass(frozen=True)
+class FastLayer:
+    qkv: Dense  # [H, 3H]: x @ qkv.weight = [q | k | v]
+    distance: np.ndarray  # [2P-1, D] relative position table; a [1, D] zero table for absolute models
+    attention_output: Dense  # [H, H]
+    attention_norm: LayerNorm
+    intermediate: Dense  # [H, I]
+    output: Dense  # [I, H]
+    output_norm: LayerNorm
+
+
+@dataclass(frozen=True)
+class FastWeights:
+    embeddings: Embeddings  # the reference's tables, as read-only contiguous arrays
+    layers: tuple  # of FastLayer, length L
+    pooler: Dense | None  # [H, H]
+    classifier: Dense | None  # [H, C]
+    activation: int  # kernels.cpu.ACTIVATION_CODES[config.hidden_act]
+    relative: int  # kernels.cpu.RELATIVE_CODES[config.position_embedding_type]
+
+
+def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
+    """Lay BertWeights out for `forward`: fused QKV, [in, out] GEMM weights, read-only kernel arguments.
+
+    Every array a kernel reads is a read-only view (memory-mapped tables already are), so that Numba
+    compiles one specialization whatever the weights came from.
+    """
+    dtype = weights.embeddings.word.dtype
+
+    def dense(*linears):  # Linear [out, in] (several: stacked along out) -> Dense [in, out]
+        weight = np.concatenate([w.weight for w in linears], axis=0)  # [sum(out), in]
+        bias = np.concatenate([w.bias for w in linears])
+        return Dense(_read_only(weight.T), _read_only(bias))
+
+    def norm(n):
+        return LayerNorm(_read_only(n.weight), _read_only(n.bias))
+
+    no_distance = np.zeros((1, config.head_size), dtype)
+    layers = tuple(
+        FastLayer(
+            qkv=dense(layer.query, layer.key, layer.value),
+            distance=_read_only(layer.distance if layer.distance is not None else no_distance),
+            attention_output=dense(layer.attention_output),
+            attention_norm=norm(layer.attention_norm),
+            intermediate=dense(layer.intermediate),
+            output=dense(layer.output),
+            output_norm=norm(layer.output_norm),
+        )
+        for layer in weights.layers
+    )
+    e = weights.embeddings
+    return FastWeights(
+        embeddings=Embeddings(_read_only(e.word), _read_only(e.position), _read_only(e.token_type), norm(e.norm)),
+        layers=layers,
+        pooler=dense(weights.pooler) if weights.pooler is not None else None,
+        classifier=dense(weights.classifier) if weights.classifier is not None else None,
+        activation=cpu.ACTIVATION_CODES[config.hidden_act],
+        relative=cpu.RELATIVE_CODES[config.position_embedding_type],
+    )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = np.ascontiguousarray(array).view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights, config: BertConfig,
+            output_hidden_states=False, output_attentions=False) -> BertOutput:
+    """model.bert on packed tokens: the same BertOutput, padded shapes, zeros where the mask pads out.
+
+    Thread-safe: concurrent calls run one at a time (kernels.LAUNCH_LOCK), each on every core.
+    """
+    with LAUNCH_LOCK:
+        return _forward(input_ids, attention_mask, token_type_ids, fast_weights, config, output_hidden_states,
+                        output_attentions)
+
+
+def _forward(input_ids, attention_mask, token_type_ids, w, config, output_hidden_states, output_attentions):
+    input_ids = np.array(input_ids, dtype=np.int64)  # a fresh C-contiguous copy: one Numba signature
+    B, T = input_ids.shape
+    mask = np.ones((B, T), np.int64) if attention_mask is None else np.array(attention_mask, dtype=np.int64)
+    types = np.zeros((B, T), np.int64) if token_type_ids is None else np.array(token_type_ids, dtype=np.int64)
+    dtype = w.embeddings.word.dtype
+    H, N, I = config.hidden_size, config.num_attention_heads, config.intermediate_size
+    eps = config.layer_norm_eps
+
+    token_index, seq_start, key_start, uniform = cpu.pack(mask)  # [B, T] -> M packed rows
+    M = token_index.shape[0]
+    x = np.empty((M, H), dtype)
+    e = w.embeddings
+    cpu.embed_layer_norm(input_ids, types, token_index, e.word, e.position, e.token_type, e.norm.weight,
+                         e.norm.bias, eps, w.relative == 0, x)  # [B, T] -> [M, H]
+
+    qkv = np.empty((M, 3 * H), dtype)
+    context = np.empty((M, H), dtype)
+    projected = np.empty((M, H), dtype)
+    intermediate = np.empty((M, I), dtype)
+    no_probs = np.zeros((1, 1, 1, 1), dtype)
+    hidden_states = [_scatter(x, token_index, B, T)] if output_hidden_states else None
+    attentions = [] if output_attentions else None
+    for layer in w.layers:
+        np.matmul(x, layer.qkv.weight, out=qkv)  # [M, H] @ [H, 3H] -> [M, 3H]
+        probs = np.zeros((B, N, T, T), dtype) if output_attentions else no_probs
+        cpu.attention(qkv, layer.qkv.bias, seq_start, key_start, uniform, token_index, T, N, layer.distance,
+                      w.relative, context, probs, output_attentions)  # -> [M, H], [B, N, T, T]
+        np.matmul(context, layer.attention_output.weight, out=projected)  # [M, H] @ [H, H] -> [M, H]
+        cpu.bias_residual_layer_norm(projected, layer.attention_output.bias, x, layer.attention_norm.weight,
+                                     layer.attention_norm.bias, eps)  # BertSelfOutput: x [M, H]
+        np.matmul(x, layer.intermediate.weight, out=intermediate)  # [M, H] @ [H, I] -> [M, I]
+        cpu.bias_activation(intermediate, layer.intermediate.bias, w.activation)  # BertIntermediate
+        np.matmul(intermediate, layer.output.weight, out=projected)  # [M, I] @ [I, H] -> [M, H]
+        cpu.bias_residual_layer_norm(projected, layer.output.bias, x, layer.output_norm.weight,
+                                     layer.output_norm.bias, eps)  # BertOutput: x [M, H]
+        if output_hidden_states:
+            hidden_states.append(_scatter(x, token_index, B, T))
+        if output_attentions:
+            attentions.append(probs)
+
+    first = x[seq_start[:-1]]  # position 0 of every row: [B, H]
+    pooled = np.tanh(first @ w.pooler.weight + w.pooler.bias) if w.pooler is not None else None  # BertPooler
+    logits = pooled @ w.classifier.weight + w.classifier.bias if w.classifier is not None else None  # [B, C]
+    return BertOutput(
+        last_hidden_state=hidden_states[-1] if output_hidden_states else _scatter(x, token_index, B, T),
+        pooler_output=pooled,
+        logits=logits,
+        hidden_states=tuple(hidden_states) if output_hidden_states else None,
+        attentions=tuple(attentions) if output_attentions else None,
+    )
+
+
+def _scatter(x, token_index, B, T):
+    """Packed [M, H] -> padded [B, T, H], zeros at the positions not computed."""
+    out = np.zeros((B * T, x.shape[1]), x.dtype)
+    out[token_index] = x
+    return out.reshape(B, T, x.shape[1])

@@ -1,0 +1,409 @@
+"""Numba kernels for the CPU: the ops of bertnp/model.py that BLAS can't do, fused and pad-free.
+
+A batch arrives packed: only the tokens that count, M of them, as rows of [M, H] arrays (see `pack`).
+GEMMs stay with NumPy's `@` (BLAS); these kernels do what sits between them, each in one pass over
+memory: embedding gather + LayerNorm, bias + activation, bias + residual + LayerNorm, and attention per
+(sequence, head) at the sequence's own length. Each docstring names its twin in bertnp/model.py, and
+tests/test_kernels.py holds every kernel to it in float32 and float64.
+
+Kernels take arrays and scalars only, work in the arrays' dtype (float32 or float64), and write into
+arrays the caller owns. Shape letters as in model.py, plus M packed tokens and S sequences (= rows B).
+
+Compilation flags are decided here and nowhere else. Kernels that sum compile with `reassoc` (so LLVM
+may vectorize the sums of LayerNorm and softmax), `contract` (fused multiply-add) and `nsz`; elementwise
+kernels and the scalar math helpers with `contract` only, because reassociation would undo the helpers'
+range reduction. Never `nnan`, `ninf` or `afn`, which would let LLVM assume away the NaNs and infinities
+a caller must see, or swap in cruder functions.
+LLVM keeps each instruction's flags when it inlines a small helper (exp) into a kernel, so the flag sets
+coexist; erf is too large for LLVM's inliner, and a call in a loop stops vectorization, so Numba inlines
+it instead, which gives it the caller's flags: only kernels without `reassoc` may call it.
+Numba's cache is keyed on this file alone: keep every kernel and helper here, so that an edit anywhere
+recompiles all of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+SUM_FASTMATH = {"reassoc", "contract", "nsz"}
+EXACT_FASTMATH = {"contract"}
+
+kernel = numba.njit(cache=True, fastmath=SUM_FASTMATH, parallel=True)  # prange over rows or (sequence, head)
+elementwise_kernel = numba.njit(cache=True, fastmath=EXACT_FASTMATH, parallel=True)  # may call erf
+serial_kernel = numba.njit(cache=True, fastmath=SUM_FASTMATH)  # bookkeeping too small to split; row helpers
+helper = numba.njit(cache=True, fastmath=EXACT_FASTMATH)  # scalar math small enough for LLVM to inline
+inlined_helper = numba.njit(cache=True, fastmath=EXACT_FASTMATH, inline="always")  # too large: Numba inlines
+
+# Activation codes for `bias_activation`: every name of model.ACTIVATIONS.
+GELU, GELU_TANH, GELU_FAST, QUICK_GELU, SILU, RELU = range(6)
+ACTIVATION_CODES = {"gelu": GELU, "gelu_new": GELU_TANH, "gelu_pytorch_tanh": GELU_TANH, "gelu_fast": GELU_FAST,
+                    "quick_gelu": QUICK_GELU, "silu": SILU, "swish": SILU, "relu": RELU}
+
+# Relative position codes for `attention` (config.position_embedding_type).
+RELATIVE_CODES = {"absolute": 0, "relative_key": 1, "relative_key_query": 2}
+QUERY_BLOCK = 64  # queries per pass of `attention`: [nk, 64] scores stay in L1/L2 up to 512 keys
+
+
+# ---- scalar math that vectorizes -----------------------------------------------------------------------
+# Numba's math.exp / math.erf are calls into libm, one element at a time: a loop over them never becomes
+# SIMD (math.erf: 15 ms for 6.3M values). For float32 we evaluate polynomials in float32 with a select in
+# place of every branch, so LLVM turns the whole loop into AVX-512 code; float64 keeps libm.
+
+F32 = np.float32
+EXP_LOW, EXP_HIGH = F32(-88.0), F32(88.0)  # e^-88 underflows to 0 below; e^88 = 1.65e38 < float32 max
+LOG2E = F32(1.44269504)
+LN2_HIGH, LN2_LOW = F32(0.693359375), F32(-2.12194440e-4)  # ln 2 = HIGH + LOW; n * HIGH is exact for |n| < 2^15
+# Cephes expf: e^r = 1 + r + r^2 P(r) on |r| <= ln2 / 2
+EXP_P = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F32(4.1665795894e-2),
+         F32(1.6666665459e-1), F32(5.0000001201e-1))
+# kernels/fit_erf.py: erf(x) = x + x P(x^2) for |x| < 1; erf(x) = 1 - exp(Q(|x|)) for 1 <= |x| < 4
+ERF_SPLIT, ERF_TOP = F32(1.0), F32(4.0)
+ERF_P = (F32(7.853860734030604e-05), F32(-0.0008010194287635386), F32(0.005188327748328447),
+         F32(-0.026853812858462334), F32(0.1128358542919159), F32(-0.3761262595653534), F32(0.12837916612625122))
+ERF_Q = (F32(1.5998098206182476e-06), F32(-4.529790749074891e-05), F32(0.0005902016418986022),
+         F32(-0.004727680701762438), F32(0.026327501982450485), F32(-0.10990969091653824),
+         F32(-0.6320134997367859), F32(-1.1301196813583374), F32(0.00029101959080435336))
+
+
+@helper
+def exp_float32(x):
+    """e^x in float32 within 1.02 ulp for |x| <= 88, by range reduction and Cephes' polynomial.
+
+    x = n ln2 + r with |r| <= ln2/2, e^x = 2^n e^r, and 2^n is built directly in the exponent bits.
+    Below -88 the result is 0, above 88 it stays e^88 (finite), NaN stays NaN.
+    """
+    x = EXP_LOW if x < EXP_LOW else x
+    x = EXP_HIGH if x > EXP_HIGH else x
+    n = np.floor(x * LOG2E + F32(0.5))  # -127 <= n <= 127
+    r = x - n * LN2_HIGH
+    r = r - n * LN2_LOW
+    p = EXP_P[0]
+    p = p * r + EXP_P[1]
+    p = p * r + EXP_P[2]
+    p = p * r + EXP_P[3]
+    p = p * r + EXP_P[4]
+    p = p * r + EXP_P[5]
+    p = p * r * r + r + F32(1.0)
+    two_to_n = np.int32((np.int32(n) + 127) << 23).view(np.float32)  # n = -127 gives 0.0
+    return p * two_to_n
+
+
+@inlined_helper
+def erf_float32(x):
+    """erf(x) in float32 within 1.1 ulp (tests/test_kernels.py measures it), both ranges computed, one selected."""
+    ax = abs(x)
+    s = x * x
+    p = ERF_P[0]
+    p = p * s + ERF_P[1]
+    p = p * s + ERF_P[2]
+    p = p * s + ERF_P[3]
+    p = p * s + ERF_P[4]
+    p = p * s + ERF_P[5]
+    p = p * s + ERF_P[6]
+    small = x + x * p
+    t = ERF_TOP if ax > ERF_TOP else ax
+    q = ERF_Q[0]
+    q = q * t + ERF_Q[1]
+    q = q * t + ERF_Q[2]
+    q = q * t + ERF_Q[3]
+    q = q * t + ERF_Q[4]
+    q = q * t + ERF_Q[5]
+    q = q * t + ERF_Q[6]
+    q = q * t + ERF_Q[7]
+    q = q * t + ERF_Q[8]
+    large = F32(1.0) - exp_float32(q)
+    large = -large if x < F32(0.0) else large
+    return small if ax < ERF_SPLIT else large
+
+
+def exp(x):
+    """e^x inside a kernel: exp_float32 for float32 (vectorizes), libm for float64."""
+    return math.exp(x)
+
+
+def erf(x):
+    """erf(x) inside a kernel: erf_float32 for float32 (vectorizes), libm for float64."""
+    return math.erf(x)
+
+
+@overload(exp)
+def _exp(x):
+    if x == types.float32:
+        return lambda x: exp_float32(x)
+    return lambda x: math.exp(x)
+
+
+@overload(erf, inline="always")
+def _erf(x):
+    if x == types.float32:
+        return lambda x: erf_float32(x)
+    return lambda x: math.erf(x)
+
+
+# ---- packing -------------------------------------------------------------------------------------------
+
+
+@serial_kernel
+def pack(attention_mask):
+    """Which tokens of a padded [B, T] batch to compute, as packed rows: [B, T] -> token_index [M], ...
+
+    Sequence b's tokens are the packed rows seq_start[b] .. seq_start[b+1]-1, in row order:
+      - its real tokens (mask != 0), the only keys its queries attend to;
+      - position 0 even when masked, as a query only (first row, keys start at key_start[b] = row + 1):
+        the pooler reads position 0 whatever the mask, and the reference computes it like any query;
+      - all T positions when no token is real (uniform[b]): the reference's mask bias is then the same
+        everywhere, its softmax uniform over all T keys, and we reproduce that.
+    token_index[m] is the flat index b * T + t of packed row m in the padded batch.
+    """
+    B, T = attention_mask.shape
+    seq_start = np.empty(B + 1, np.int64)
+    key_start = np.empty(B, np.int64)
+    uniform = np.zeros(B, np.bool_)
+    M = 0
+    for b in range(B):
+        real = 0
+        for t in range(T):
+            real += attention_mask[b, t] != 0
+        seq_start[b] = M
+        key_start[b] = M
+        if real == 0:
+            uniform[b] = True
+            M += T
+        elif attention_mask[b, 0] == 0:
+            key_start[b] = M + 1
+            M += real + 1
+        else:
+            M += real
+    seq_start[B] = M
+    token_index = np.empty(M, np.int64)
+    m = 0
+    for b in range(B):
+        for t in range(T):
+            if uniform[b] or t == 0 or attention_mask[b, t] != 0:
+                token_index[m] = b * T + t
+                m += 1
+    return token_index, seq_start, key_start, uniform
+
+
+# ---- row kernels ---------------------------------------------------------------------------------------
+
+
+@serial_kernel
+def layer_norm_row(row, gamma, beta, eps):
+    """model.layer_norm on one row, in place. Sums run in float64, so no order the vectorizer picks matters."""
+    H = row.shape[0]
+    total = 0.0
+    for k in range(H):
+        total += row[k]
+    mean = total / H
+    squares = 0.0
+    for k in range(H):
+        d = row[k] - mean
+        squares += d * d
+    inv_std = 1.0 / math.sqrt(squares / H + eps)
+    F = row.dtype.type
+    mean_f, inv_f = F(mean), F(inv_std)
+    for k in range(H):
+        row[k] = (row[k] - mean_f) * inv_f * gamma[k] + beta[k]
+
+
+@kernel
+def embed_layer_norm(input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
+                     add_positions, out):
+    """model.embeddings on packed tokens: out[m] = LayerNorm(word + token type (+ position)).
+
+    input_ids, token_type_ids: [B, T] padded; token_index: [M] from `pack`; out: [M, H]. The position of
+    a token is its index in its row, as in the reference; relative models (add_positions false) add none.
+    """
+    T = input_ids.shape[1]
+    H = out.shape[1]
+    for m in prange(out.shape[0]):
+        b, t = token_index[m] // T, token_index[m] % T
+        w, ty = input_ids[b, t], token_type_ids[b, t]
+        row = out[m]
+        if add_positions:
+            for k in range(H):
+                row[k] = word[w, k] + token_type[ty, k] + position[t, k]
+        else:
+            for k in range(H):
+                row[k] = word[w, k] + token_type[ty, k]
+        layer_norm_row(row, gamma, beta, eps)
+
+
+@kernel
+def bias_residual_layer_norm(h, bias, x, gamma, beta, eps):
+    """BertSelfOutput / BertOutput: x = model.layer_norm(h + bias + x), in place in x [M, H].
+
+    h [M, H] is the GEMM output (model.linear without its bias), x the residual stream.
+    """
+    H = x.shape[1]
+    for m in prange(x.shape[0]):
+        row = x[m]
+        for k in range(H):
+            row[k] = h[m, k] + bias[k] + row[k]
+        layer_norm_row(row, gamma, beta, eps)
+
+
+@elementwise_kernel
+def bias_activation(x, bias, activation):
+    """BertIntermediate: x = model.ACTIVATIONS[name](x + bias), in place in x [M, I].
+
+    activation is ACTIVATION_CODES[name]. The tanh forms use 0.5 v (1 + tanh u) = v / (1 + e^(-2u)).
+    """
+    F = x.dtype.type
+    zero, half, one, two = F(0.0), F(0.5), F(1.0), F(2.0)
+    sqrt_half = F(math.sqrt(0.5))
+    sqrt_2_over_pi, fast_constant = F(math.sqrt(2.0 / math.pi)), F(0.7978845608)
+    cubic, quick = F(0.044715), F(1.702)
+    I = x.shape[1]
+    for m in prange(x.shape[0]):
+        row = x[m]
+        if activation == GELU:
+            for i in range(I):
+                v = row[i] + bias[i]
+                row[i] = v * half * (one + erf(v * sqrt_half))
+        elif activation == GELU_TANH:
+            for i in range(I):
+                v = row[i] + bias[i]
+                u = sqrt_2_over_pi * (v + cubic * (v * v * v))
+                row[i] = v / (one + exp(-two * u))
+        elif activation == GELU_FAST:
+            for i in range(I):
+                v = row[i] + bias[i]
+                u = v * fast_constant * (one + cubic * v * v)
+                row[i] = v / (one + exp(-two * u))
+        elif activation == QUICK_GELU:
+            for i in range(I):
+                v = row[i] + bias[i]
+                row[i] = v / (one + exp(-quick * v))
+        elif activation == SILU:
+            for i in range(I):
+                v = row[i] + bias[i]
+                row[i] = v / (one + exp(-v))
+        else:
+            for i in range(I):
+                v = row[i] + bias[i]
+                row[i] = zero if v < zero else v
+
+
+# ---- attention -----------------------------------------------------------------------------------------
+
+
+@kernel
+def attention(qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance, relative,
+              context, probs, write_probs):
+    """model.self_attention after its GEMM, per (sequence, head), each sequence at its own length.
+
+    qkv: [M, 3H] packed tokens @ [Wq | Wk | Wv] without bias; qkv_bias: [3H]. seq_start, key_start,
+    uniform, token_index: from `pack`; T: the padded length. distance: [2P-1, D] relative position
+    table, read when relative is 1 (relative_key) or 2 (relative_key_query). Writes context [M, H]
+    and, when write_probs, the probabilities into probs [B, N, T, T] at the tokens' padded positions
+    (probs must hold zeros: the entries of uncomputed positions are left as they are).
+
+    Queries run along the SIMD lanes, QUERY_BLOCK at a time, and every inner loop is elementwise over
+    them: scores^T = K Q^T (rank-4 updates), softmax down each column (max and sum elementwise, no
+    horizontal reduction), context^T = V^T scores^T (rank-4 updates). LLVM vectorizes all of it.
+    """
+    H = context.shape[1]
+    D = H // n_heads
+    P = (distance.shape[0] + 1) // 2
+    F = qkv.dtype.type
+    scale = F(D**-0.5)
+    for job in prange((seq_start.shape[0] - 1) * n_heads):
+        s, h = job // n_heads, job % n_heads
+        q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
+        nk = q1 - k0
+        q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
+        keys = np.empty((nk, D), qkv.dtype)  # [nk, D]
+        values_t = np.empty((D, nk), qkv.dtype)  # [D, nk]
+        for j in range(nk):
+            k_in, v_in, k_out = qkv[k0 + j, k_col:k_col + D], qkv[k0 + j, v_col:v_col + D], keys[j]
+            for d in range(D):
+                k_out[d] = k_in[d] + qkv_bias[k_col + d]
+                values_t[d, j] = v_in[d] + qkv_bias[v_col + d]
+        queries_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
+        scores_t = np.empty((nk, QUERY_BLOCK), qkv.dtype)  # [nk, b]: one key per row, one query per lane
+        top = np.empty(QUERY_BLOCK, qkv.dtype)
+        total = np.empty(QUERY_BLOCK, np.float64)
+        context_t = np.empty((D, QUERY_BLOCK), qkv.dtype)
+        for b0 in range(q0, q1, QUERY_BLOCK):
+            nb = min(QUERY_BLOCK, q1 - b0)
+            for i in range(nb):
+                q_in = qkv[b0 + i, q_col:q_col + D]
+                for d in range(D):
+                    queries_t[d, i] = q_in[d] + qkv_bias[q_col + d]
+            for j in range(nk):  # scores^T = K Q^T
+                row, key = scores_t[j], keys[j]
+                for i in range(nb):
+                    row[i] = 0
+                d = 0
+                while d + 4 <= D:
+                    a0, a1, a2, a3 = key[d], key[d + 1], key[d + 2], key[d + 3]
+                    c0, c1, c2, c3 = queries_t[d], queries_t[d + 1], queries_t[d + 2], queries_t[d + 3]
+                    for i in range(nb):
+                        row[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
+                    d += 4
+                for d in range(d, D):
+                    a0, c0 = key[d], queries_t[d]
+                    for i in range(nb):
+                        row[i] += a0 * c0[i]
+            if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
+                for j in range(nk):
+                    t_k = token_index[k0 + j] % T
+                    for i in range(nb):
+                        table = distance[token_index[b0 + i] % T - t_k + P - 1]
+                        term = F(0.0)
+                        for d in range(D):
+                            term += queries_t[d, i] * table[d]
+                        if relative == 2:
+                            for d in range(D):
+                                term += keys[j, d] * table[d]
+                        scores_t[j, i] += term
+            for i in range(nb):  # model.softmax, down each column
+                total[i] = 0.0
+            if uniform[s]:  # every key masked: the reference's softmax of equal values
+                for j in range(nk):
+                    row = scores_t[j]
+                    for i in range(nb):
+                        row[i] = 1
+                        total[i] += 1
+            else:
+                for j in range(nk):
+                    row = scores_t[j]
+                    for i in range(nb):
+                        row[i] *= scale
+                        top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
+                for j in range(nk):
+                    row = scores_t[j]
+                    for i in range(nb):
+                        row[i] = exp(row[i] - top[i])
+                        total[i] += row[i]
+            for d in range(D):  # context^T = V^T exp(scores)^T, divided by the totals below
+                out, value = context_t[d], values_t[d]
+                for i in range(nb):
+                    out[i] = 0
+                j = 0
+                while j + 4 <= nk:
+                    a0, a1, a2, a3 = value[j], value[j + 1], value[j + 2], value[j + 3]
+                    c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
+                    for i in range(nb):
+                        out[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
+                    j += 4
+                for j in range(j, nk):
+                    a0, c0 = value[j], scores_t[j]
+                    for i in range(nb):
+                        out[i] += a0 * c0[i]
+            for i in range(nb):
+                inv_total = F(1.0 / total[i])
+                out = context[b0 + i, q_col:q_col + D]
+                for d in range(D):
+                    out[d] = context_t[d, i] * inv_total
+                if write_probs:
+                    t_q = token_index[b0 + i] % T
+                    for j in range(nk):
+                        probs[s, h, t_q, token_index[k0 + j] % T] = scores_t[j, i] * inv_total
