@@ -18,6 +18,27 @@ from dataclasses import dataclass
 from .erf import erf
 
 
+@dataclass(frozen=True)
+class Numerics:
+    """Arithmetic choices where engines differ. The defaults are transformers'; the others reproduce other
+    engines, so that `bertnp parity --explain` can tell which choice explains a difference."""
+
+    mask: str = "min"  # added to masked scores: "min" = finfo(dtype).min (transformers), "-10000" (Google's TF
+    #                    BERT, Spark NLP's TF graphs), "-inf" (a fully masked row then gives NaN)
+    gelu: str = "erf"  # "erf": exact GELU; "tanh": the tanh approximation some graph optimizers substitute
+    variance: str = "two_pass"  # LayerNorm variance as mean((x - mean)^2), or "one_pass": mean(x^2) - mean^2
+    accumulate: str = "native"  # sums of softmax and LayerNorm in the compute dtype, or "float64"
+
+
+TRANSFORMERS = Numerics()
+NUMERICS_CHOICES = {"mask": ("min", "-10000", "-inf"), "gelu": ("erf", "tanh"), "variance": ("two_pass", "one_pass"),
+                    "accumulate": ("native", "float64")}
+
+
+def no_tap(name, array):
+    """The default tap: tracing off. A tap(name, array) callable receives every named intermediate."""
+
+
 @dataclass
 class BertOutput:
     last_hidden_state: object  # [B, T, H]
@@ -82,17 +103,22 @@ def linear(x, w, xp):
     return out.reshape(*x.shape[:-1], w.weight.shape[0])  # [R, out] -> [..., out]
 
 
-def layer_norm(x, w, eps, xp):
+def layer_norm(x, w, eps, xp, numerics=TRANSFORMERS):
     """nn.LayerNorm over the last axis. eps comes from config.json (BERT uses 1e-12, not torch's 1e-5)."""
+    dtype, x = x.dtype, x.astype(xp.float64) if numerics.accumulate == "float64" else x
     mean = x.mean(axis=-1, keepdims=True)  # [..., H] -> [..., 1]
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # [..., 1], biased as torch's
-    return (x - mean) / xp.sqrt(var + eps) * w.weight + w.bias  # [..., H]
+    if numerics.variance == "two_pass":
+        var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # [..., 1], biased as torch's
+    else:
+        var = (x * x).mean(axis=-1, keepdims=True) - mean * mean  # [..., 1], one pass: cancels when mean is large
+    return ((x - mean) / xp.sqrt(var + eps)).astype(dtype, copy=False) * w.weight + w.bias  # [..., H]
 
 
-def softmax(x, xp):
+def softmax(x, xp, numerics=TRANSFORMERS):
     """Softmax over the last axis, shifted by the row max so exp never overflows."""
+    dtype, x = x.dtype, x.astype(xp.float64) if numerics.accumulate == "float64" else x
     e = xp.exp(x - x.max(axis=-1, keepdims=True))  # [..., T]
-    return e / e.sum(axis=-1, keepdims=True)  # [..., T]
+    return (e / e.sum(axis=-1, keepdims=True)).astype(dtype, copy=False)  # [..., T]
 
 
 def split_heads(x, n_heads):
@@ -107,26 +133,30 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, N * D)
 
 
-def mask_bias(attention_mask, dtype, xp):
+def mask_bias(attention_mask, dtype, xp, numerics=TRANSFORMERS):
     """BertModel's extended attention mask: 0 where a key may be attended, the dtype's minimum where not.
 
     transformers adds finfo(dtype).min (Google's TF BERT added -10000). A row whose mask is all zero then
     holds the same value min + score = min everywhere, so its softmax is uniform, never NaN.
     """
     blocked = attention_mask[:, None, None, :] == 0  # [B, T] -> [B, 1, 1, T]
-    return xp.where(blocked, xp.finfo(dtype).min, 0).astype(dtype)  # [B, 1, 1, T], broadcast over N and queries
+    value = {"min": xp.finfo(dtype).min, "-10000": -10000.0, "-inf": -xp.inf}[numerics.mask]
+    return xp.where(blocked, value, 0).astype(dtype)  # [B, 1, 1, T], broadcast over N and queries
 
 
 # ---- the model -----------------------------------------------------------------------------------------
 
 
-def embeddings(input_ids, token_type_ids, w, config, xp):
+def embeddings(input_ids, token_type_ids, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
     """BertEmbeddings: word + token type + position, then LayerNorm (dropout is off at inference)."""
     T = input_ids.shape[1]
     x = w.word[input_ids] + w.token_type[token_type_ids]  # [B, T] -> [B, T, H]
     if config.position_embedding_type == "absolute":  # relative models add positions inside attention
         x = x + w.position[:T]  # [B, T, H] + [T, H]
-    return layer_norm(x, w.norm, config.layer_norm_eps, xp)  # [B, T, H]
+    tap("embeddings.sum", x)
+    x = layer_norm(x, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, H]
+    tap("embeddings.norm", x)
+    return x
 
 
 def relative_scores(q, k, distance, kind, xp):
@@ -141,7 +171,7 @@ def relative_scores(q, k, distance, kind, xp):
     return scores
 
 
-def self_attention(x, bias, w, config, xp):
+def self_attention(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
     """BertSelfAttention with eager attention: softmax(Q K^T / sqrt(D) + mask) V, per head."""
     q = split_heads(linear(x, w.query, xp), config.num_attention_heads)  # [B, T, H] -> [B, N, T, D]
     k = split_heads(linear(x, w.key, xp), config.num_attention_heads)  # [B, N, T, D]
@@ -150,19 +180,28 @@ def self_attention(x, bias, w, config, xp):
     if w.distance is not None:
         scores = scores + relative_scores(q, k, w.distance, config.position_embedding_type, xp)
     scores = scores * config.head_size**-0.5 + bias  # [B, N, T, T] + [B, 1, 1, T]
-    probs = softmax(scores, xp)  # [B, N, T, T], each row sums to 1
+    probs = softmax(scores, xp, numerics)  # [B, N, T, T], each row sums to 1
     context = merge_heads(probs @ v)  # [B, N, T, T] @ [B, N, T, D] -> [B, N, T, D] -> [B, T, H]
+    for name, array in (("q", q), ("k", k), ("v", v), ("scores", scores), ("probs", probs), ("context", context)):
+        tap(name, array)
     return context, probs
 
 
-def encoder_layer(x, bias, w, config, xp):
+def encoder_layer(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
     """BertLayer: attention and feed-forward, each followed by residual + LayerNorm (post-LN, as in BERT)."""
     eps = config.layer_norm_eps
-    context, probs = self_attention(x, bias, w, config, xp)  # [B, T, H], [B, N, T, T]
-    x = layer_norm(linear(context, w.attention_output, xp) + x, w.attention_norm, eps, xp)  # BertSelfOutput
-    h = ACTIVATIONS[config.hidden_act](linear(x, w.intermediate, xp), xp)  # BertIntermediate: [B, T, I]
-    x = layer_norm(linear(h, w.output, xp) + x, w.output_norm, eps, xp)  # BertOutput: [B, T, I] -> [B, T, H]
-    return x, probs
+    activation = gelu_tanh if config.hidden_act == "gelu" and numerics.gelu == "tanh" else ACTIVATIONS[config.hidden_act]
+    context, probs = self_attention(x, bias, w, config, xp, numerics, tap)  # [B, T, H], [B, N, T, T]
+    a = linear(context, w.attention_output, xp)  # BertSelfOutput: [B, T, H]
+    x = layer_norm(a + x, w.attention_norm, eps, xp, numerics)  # residual, then LayerNorm
+    pre = linear(x, w.intermediate, xp)  # BertIntermediate: [B, T, H] -> [B, T, I]
+    h = activation(pre, xp)  # [B, T, I]
+    f = linear(h, w.output, xp)  # BertOutput: [B, T, I] -> [B, T, H]
+    out = layer_norm(f + x, w.output_norm, eps, xp, numerics)  # residual, then LayerNorm
+    for name, array in (("attention_output", a), ("attention_norm", x), ("activation_input", pre),
+                        ("activation_output", h), ("ffn_output", f), ("output_norm", out)):
+        tap(name, array)
+    return out, probs
 
 
 def pooler(x, w, xp):
@@ -171,18 +210,26 @@ def pooler(x, w, xp):
 
 
 def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_hidden_states=False,
-         output_attentions=False):
-    """BertModel (and BertForSequenceClassification's head when the checkpoint has one)."""
+         output_attentions=False, numerics=TRANSFORMERS, tap=no_tap):
+    """BertModel (and BertForSequenceClassification's head when the checkpoint has one).
+
+    tap(name, array), when given, receives every intermediate: "embeddings.sum", "embeddings.norm",
+    "layer.{i}.q" ... "layer.{i}.output_norm" (see encoder_layer), "pooler", "logits".
+    """
     dtype = weights.embeddings.word.dtype
-    x = embeddings(input_ids, token_type_ids, weights.embeddings, config, xp)  # [B, T] -> [B, T, H]
-    bias = mask_bias(attention_mask, dtype, xp)  # [B, T] -> [B, 1, 1, T]
+    x = embeddings(input_ids, token_type_ids, weights.embeddings, config, xp, numerics, tap)  # [B, T] -> [B, T, H]
+    bias = mask_bias(attention_mask, dtype, xp, numerics)  # [B, T] -> [B, 1, 1, T]
     hidden_states, attentions = [x], []
-    for layer in weights.layers:
-        x, probs = encoder_layer(x, bias, layer, config, xp)  # [B, T, H] -> [B, T, H]
+    for i, layer in enumerate(weights.layers):
+        layer_tap = no_tap if tap is no_tap else (lambda name, array, i=i: tap(f"layer.{i}.{name}", array))
+        x, probs = encoder_layer(x, bias, layer, config, xp, numerics, layer_tap)  # [B, T, H] -> [B, T, H]
         hidden_states.append(x)
         attentions.append(probs)
     pooled = pooler(x, weights.pooler, xp) if weights.pooler is not None else None  # [B, H]
     logits = linear(pooled, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
+    for name, array in (("pooler", pooled), ("logits", logits)):
+        if array is not None:
+            tap(name, array)
     return BertOutput(
         last_hidden_state=x,
         pooler_output=pooled,
