@@ -26,9 +26,11 @@ class NumpyBackend:
 
         self.weights, self.config, self.xp = weights, config, numpy
 
-    def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions):
+    def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                numerics=model.TRANSFORMERS, tap=model.no_tap):
         return model.bert(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.xp,
-                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                          output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                          numerics=numerics, tap=tap)
 
 
 class NumbaBackend:
@@ -39,8 +41,13 @@ class NumbaBackend:
 
         self.fast, self.config = fast, config
         self.weights = fast.prepare(weights, config)
+        self.reference = NumpyBackend(weights, config)
 
-    def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions):
+    def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                numerics=model.TRANSFORMERS, tap=model.no_tap):
+        if numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement transformers' arithmetic only
+            return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
+                                          output_attentions, numerics, tap)
         return self.fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 

@@ -23,8 +23,9 @@ class Bert:
     """BertModel or BertForSequenceClassification, as loaded by `bertnp.load`."""
 
     def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None,
-                 backend: str | None = None, folder: str | None = None):
+                 backend: str | None = None, folder: str | None = None, numerics: model.Numerics | None = None):
         self.config = config
+        self.numerics = numerics or model.TRANSFORMERS
         self.folder = folder
         self.weights = weights
         self.tokenizer = tokenizer
@@ -113,9 +114,16 @@ class Bert:
         return result
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
-                 output_attentions=False) -> model.BertOutput:
+                 output_attentions=False, output_trace=False, numerics: model.Numerics | None = None) -> model.BertOutput:
+        """The forward pass, as transformers' BertModel(**enc). output_trace=True adds out.trace, every named
+        intermediate (see model.bert); numerics switches arithmetic to another engine's (model.Numerics)."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
+        trace = {} if output_trace else None
+        tap = trace.__setitem__ if output_trace else model.no_tap
+        out = self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
+                                   output_attentions, numerics or self.numerics, tap)
+        out.trace = trace
+        return out
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate ids, mask and token types as [B, T] integer arrays within the model's tables."""
@@ -151,7 +159,7 @@ def _within(name, array, limit, limit_name):
         raise InputError(f"{name} holds {bad}, outside 0..{limit - 1} (limit {limit_name})")
 
 
-def load(path, dtype="float32", backend: str | None = None) -> Bert:
+def load(path, dtype="float32", backend: str | None = None, numerics: model.Numerics | None = None) -> Bert:
     """Load a Hugging Face BERT checkpoint: config.json, model.safetensors (or shards), tokenizer files.
 
     path: a folder, or a hub id ("org/name") found in the local Hugging Face cache (downloaded only when
@@ -160,6 +168,7 @@ def load(path, dtype="float32", backend: str | None = None) -> Bert:
     dtype: "float32" or "float64", the dtype every computation runs in. float32 weights stored as float32
     are memory-mapped, not copied. A folder without tokenizer files still loads: tokenize() then raises.
     backend: "numpy" (the reference path), "numba" (pad-free kernels), or None for the fastest installed.
+    numerics: model.Numerics, arithmetic that reproduces another engine (the reference path runs it).
     """
     folder = resolve(path)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -173,4 +182,4 @@ def load(path, dtype="float32", backend: str | None = None) -> Bert:
         tokenizer, error = Tokenizer.from_folder(folder), None
     except TokenizerError as e:
         tokenizer, error = None, str(e)
-    return Bert(config, weights, tokenizer, error, backend=backend, folder=folder)
+    return Bert(config, weights, tokenizer, error, backend=backend, folder=folder, numerics=numerics)

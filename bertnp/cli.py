@@ -80,6 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=run_info)
 
+    parity = commands.add_parser("parity", help="compare bertnp with another engine, intermediate by intermediate")
+    parity.add_argument("model")
+    parity.add_argument("--against", default="transformers", help="transformers (default) or onnx:FILE")
+    parity.add_argument("--truth", choices=["float64"], help="compare each float32 engine with bertnp float64")
+    parity.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parity.add_argument("--atol", type=float, default=1e-5)
+    parity.add_argument("--rtol", type=float, default=1e-5)
+    parity.add_argument("--texts", help="file of texts, one per line (a tab separates a pair); default: built-in")
+    parity.add_argument("--json", help="write the comparison as JSON to this file")
+    parity.add_argument("--explain", action="store_true", help="which numerics switch brings bertnp closest")
+    parity.add_argument("--layers", action="store_true", help="onnx: expose every LayerNorm output too")
+    parity.add_argument("--plot", help="draw the error per intermediate to this PNG (needs matplotlib)")
+    parity.add_argument("--backend", choices=["numpy", "numba"], default=None)
+    parity.add_argument("--debug", action="store_true")
+    parity.set_defaults(run=run_parity)
+
+    explain = commands.add_parser("explain", help="draw attention maps of every layer and head for a text")
+    explain.add_argument("model")
+    explain.add_argument("text")
+    explain.add_argument("--out", default="attention.png")
+    explain.add_argument("--layer", type=int, default=None)
+    explain.add_argument("--head", type=int, default=None)
+    explain.add_argument("--debug", action="store_true")
+    explain.set_defaults(run=run_explain)
+
     convert = commands.add_parser("convert", help="pytorch_model.bin -> model.safetensors, without torch")
     convert.add_argument("source")
     convert.add_argument("destination")
@@ -307,6 +332,58 @@ def _lowercases(backend):
         return None
     steps = normalizer.get("normalizers", [normalizer])
     return any(s.get("lowercase") or s.get("type") == "Lowercase" for s in steps)
+
+
+def run_parity(args):
+    from . import parity
+    from .bert import load
+
+    texts = parity.TEXTS
+    if args.texts:
+        with open(args.texts, encoding="utf-8") as f:
+            texts = [tuple(line.rstrip("\n").split("\t", 1)) if "\t" in line else line.rstrip("\n") for line in f]
+    model = load(args.model, dtype=args.dtype, backend=args.backend)
+    enc = model.tokenize(texts, max_length=min(128, model.max_length))
+    layers = model.config.num_hidden_layers
+    ours = parity.trace_bertnp(model, enc)
+    if args.against == "transformers":
+        other, theirs = "transformers", parity.trace_transformers(model.folder, enc, model.dtype,
+                                                                       model.weights.classifier is not None)
+    elif args.against.startswith("onnx:"):
+        other, theirs = "onnxruntime", parity.trace_onnx(args.against[5:], enc, layers, args.layers)
+    else:
+        raise InputError(f"--against {args.against!r}: expected transformers or onnx:FILE")
+    if args.truth:
+        truth = parity.trace_bertnp(load(args.model, dtype="float64", backend="numpy"), enc)
+        columns = {f"bertnp {args.dtype} vs float64 truth": parity.compare_traces(ours, truth, enc["attention_mask"], layers, args.atol, args.rtol),
+                   f"{other} {args.dtype} vs float64 truth": parity.compare_traces(theirs, truth, enc["attention_mask"], layers, args.atol, args.rtol)}
+    else:
+        columns = {f"bertnp vs {other} ({args.dtype})": parity.compare_traces(ours, theirs, enc["attention_mask"], layers, args.atol, args.rtol)}
+    print(parity.format_table(columns, args.atol, args.rtol))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(parity.to_json(columns))
+    if args.plot:
+        from .pictures import plot_errors
+
+        plot_errors(columns, args.plot)
+    if args.explain:
+        print("\nwhich arithmetic explains the difference (bertnp float32 under each switch vs %s):" % other)
+        for label, error in parity.explain(model.folder, enc, theirs, layers):
+            print(f"  {error:9.2e}  {label}")
+    over = [name for rows in columns.values() for name in parity.outputs_over(rows, layers)]
+    if over:
+        print(f"over tolerance: {', '.join(sorted(set(over)))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_explain(args):
+    from .bert import load
+    from .pictures import plot_attention
+
+    rows, columns = plot_attention(load(args.model), args.text, args.out, args.layer, args.head)
+    print(f"wrote {args.out}: {rows} layer(s) x {columns} head(s)", file=sys.stderr)
 
 
 def run_convert(args):

@@ -46,6 +46,7 @@ class BertOutput:
     logits: object = None  # [B, C], BertForSequenceClassification checkpoints only
     hidden_states: tuple | None = None  # L + 1 arrays [B, T, H]: the embeddings, then each layer's output
     attentions: tuple | None = None  # L arrays [B, N, T, T]: each layer's attention probabilities
+    trace: dict | None = None  # name -> intermediate, in forward order, when tracing was asked for
 
 
 # ---- activations (transformers/activations.py ACT2FN) ------------------------------------------------

@@ -1,0 +1,243 @@
+"""Where and why do two BERT engines differ? Intermediates of bertnp, transformers or ONNX Runtime on the
+same inputs, compared one by one in forward order.
+
+Every engine's intermediates are put in bertnp's layout and names (model.bert's tap):
+    embeddings.sum, embeddings.norm,
+    layer.{i}.q / k / v [B, N, T, D], scores / probs [B, N, T, T], context, attention_output,
+    attention_norm, activation_input, activation_output, ffn_output, output_norm [B, T, *],
+    pooler [B, H], logits [B, C]
+and compared on real tokens only: query rows and key columns the mask pads out hold arbitrary values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import BertnpError
+from .model import NUMERICS_CHOICES, TRANSFORMERS, Numerics
+
+LAYER_NAMES = ("q", "k", "v", "scores", "probs", "context", "attention_output", "attention_norm",
+               "activation_input", "activation_output", "ffn_output", "output_norm")
+HEAD_NAMES = {"q", "k", "v", "scores", "probs"}  # [B, N, T, *]
+OUTPUTS = ("last_hidden_state", "pooler", "logits")  # what decides the exit status
+
+TEXTS = [
+    "Microsoft has taken its first step into the metaverse.",
+    "Hi",
+    "Café naïve résumé — 東京 and emoji 😀 in one sentence, with numbers 3.14159.",
+    ("Who won the game on Sunday?", "The home team won by three points after a late goal."),
+    " ".join(["A long paragraph that repeats itself to fill the batch with many tokens."] * 6),
+]
+
+
+def forward_order(num_layers: int) -> list[str]:
+    names = ["embeddings.sum", "embeddings.norm"]
+    for i in range(num_layers):
+        names += [f"layer.{i}.{name}" for name in LAYER_NAMES]
+    return names + ["pooler", "logits"]
+
+
+def real_entries(name: str, array, mask):
+    """The entries of an intermediate that belong to real tokens, flattened."""
+    array, real = np.asarray(array), np.asarray(mask).astype(bool)
+    short = name.rsplit(".", 1)[-1]
+    if name in ("pooler", "logits"):
+        return array.reshape(-1)
+    if short in ("scores", "probs"):  # [B, N, T, T]: real queries x real keys
+        keep = real[:, None, :, None] & real[:, None, None, :]
+        return array[np.broadcast_to(keep, array.shape)]
+    if short in HEAD_NAMES:  # [B, N, T, D] -> [B, T, N, D]
+        return array.transpose(0, 2, 1, 3)[real].reshape(-1)
+    return array[real].reshape(-1)  # [B, T, *]
+
+
+@dataclass
+class Row:
+    name: str
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    ulp_median: float
+    ulp_max: float
+    over: bool
+
+
+def compare(name, got, want, mask, atol, rtol) -> Row:
+    a = real_entries(name, got, mask).astype(np.float64)
+    b = real_entries(name, want, mask).astype(np.float64)
+    diff = np.abs(a - b)
+    scale = np.abs(b)
+    significant = scale > 1e-3 * (scale.max() if scale.size else 0)  # relative error where it means something
+    rel = diff[significant] / scale[significant]
+    # in float32 ULPs of the reference value, floored at 1e-3 of the tensor's largest magnitude so that
+    # entries near zero (where one ULP is tiny) do not swamp the count
+    floor = 1e-3 * (scale.max() if scale.size else 0)
+    ulps = diff / np.spacing(np.maximum(scale, floor).astype(np.float32)).astype(np.float64)
+    return Row(name=name, max_abs=float(diff.max(initial=0)), max_rel=float(rel.max(initial=0)),
+               mean_abs=float(diff.mean()) if diff.size else 0.0, ulp_median=float(np.median(ulps)) if ulps.size else 0.0,
+               ulp_max=float(ulps.max(initial=0)), over=bool((diff > atol + rtol * scale).any()))
+
+
+def compare_traces(ours: dict, theirs: dict, mask, num_layers, atol=1e-5, rtol=1e-5) -> list[Row]:
+    return [compare(name, ours[name], theirs[name], mask, atol, rtol)
+            for name in forward_order(num_layers) if name in ours and name in theirs]
+
+
+# ---- capturing each engine -------------------------------------------------------------------------------
+
+
+def trace_bertnp(model, enc, numerics: Numerics | None = None) -> dict:
+    return model(**enc, output_trace=True, numerics=numerics).trace
+
+
+def trace_transformers(folder: str, enc: dict, dtype, classifier: bool) -> dict:
+    """transformers' eager forward with hooks on every module, in bertnp's names and layout."""
+    import torch
+    import transformers
+
+    if classifier:
+        hf = transformers.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
+        bert = hf.bert
+    else:
+        hf = bert = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
+    if not hasattr(bert, "encoder"):
+        raise BertnpError(f"{folder}: transformers did not load a BERT model ({type(bert).__name__})")
+    hf = hf.eval().to(torch.float64 if dtype == np.float64 else torch.float32)
+    trace, hooks = {}, []
+    heads = bert.config.num_attention_heads
+
+    def keep(name, split=False, inputs=False):
+        def hook(module, args, output):
+            value = args[0] if inputs else output[0] if isinstance(output, tuple) else output
+            value = value.detach().numpy().copy()
+            if split:  # [B, T, H] -> [B, N, T, D]
+                B, T, H = value.shape
+                value = value.reshape(B, T, heads, H // heads).transpose(0, 2, 1, 3)
+            trace[name] = value
+        return hook
+
+    hooks.append(bert.embeddings.LayerNorm.register_forward_hook(keep("embeddings.sum", inputs=True)))
+    hooks.append(bert.embeddings.register_forward_hook(keep("embeddings.norm")))
+    for i, layer in enumerate(bert.encoder.layer):
+        p = f"layer.{i}."
+        for part in ("query", "key", "value"):
+            module = getattr(layer.attention.self, part)
+            hooks.append(module.register_forward_hook(keep(p + part[0], split=True)))
+        hooks.append(layer.attention.self.register_forward_hook(keep(p + "context")))
+        hooks.append(layer.attention.output.dense.register_forward_hook(keep(p + "attention_output")))
+        hooks.append(layer.attention.output.register_forward_hook(keep(p + "attention_norm")))
+        hooks.append(layer.intermediate.dense.register_forward_hook(keep(p + "activation_input")))
+        hooks.append(layer.intermediate.register_forward_hook(keep(p + "activation_output")))
+        hooks.append(layer.output.dense.register_forward_hook(keep(p + "ffn_output")))
+        hooks.append(layer.output.register_forward_hook(keep(p + "output_norm")))
+    if bert.pooler is not None:
+        hooks.append(bert.pooler.register_forward_hook(keep("pooler")))
+    try:
+        with torch.no_grad():
+            out = hf(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in enc.items()}, output_attentions=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    scale = trace["layer.0.q"].shape[-1] ** -0.5
+    bias = np.where(np.asarray(enc["attention_mask"])[:, None, None, :] == 0, np.finfo(dtype).min, 0).astype(dtype)
+    for i, probs in enumerate(out.attentions):
+        p = f"layer.{i}."
+        q, k = torch.from_numpy(trace[p + "q"]), torch.from_numpy(trace[p + "k"])
+        trace[p + "scores"] = (torch.matmul(q, k.transpose(2, 3)) * scale).numpy() + bias  # as eager attention
+        trace[p + "probs"] = probs.numpy()
+    if hasattr(out, "logits"):
+        trace["logits"] = out.logits.numpy()
+    return trace
+
+
+def trace_onnx(path: str, enc: dict, num_layers: int, layers: bool = False) -> dict:
+    """Final outputs of an ONNX model with ONNX Runtime; with layers=True also every LayerNorm's output,
+    exposed as extra graph outputs (they map in order onto embeddings.norm, then each layer's
+    attention_norm and output_norm)."""
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(path)
+    norms = [n.output[0] for n in graph.graph.node if n.op_type in ("LayerNormalization", "SkipLayerNormalization")]
+    if layers:
+        if len(norms) != 1 + 2 * num_layers:
+            raise BertnpError(f"{path}: found {len(norms)} LayerNormalization nodes, expected {1 + 2 * num_layers} "
+                              "(1 + 2 per layer); cannot map them to layers")
+        known = {o.name for o in graph.graph.output}
+        graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in norms if n not in known)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ascontiguousarray(enc[i.name]).astype(np.int64) for i in session.get_inputs() if i.name in enc}
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(names, feeds)))
+    trace = {}
+    finals = [n for n in names if n not in norms]
+    for n in finals:
+        value = values[n]
+        if value.ndim == 3:
+            trace.setdefault("layer.%d.output_norm" % (num_layers - 1), value)
+        elif value.ndim == 2 and "logit" in n.lower():
+            trace["logits"] = value
+        elif value.ndim == 2:
+            trace.setdefault("pooler", value)
+    if layers:
+        order = ["embeddings.norm"] + [f"layer.{i}.{n}" for i in range(num_layers) for n in ("attention_norm", "output_norm")]
+        trace.update({name: values[n] for name, n in zip(order, norms)})
+    return trace
+
+
+# ---- the report ------------------------------------------------------------------------------------------
+
+
+def format_table(columns: dict[str, list[Row]], atol, rtol) -> str:
+    """One row per intermediate; one block of columns per comparison. The first row over tolerance is marked."""
+    titles = list(columns)
+    names = [r.name for r in columns[titles[0]]]
+    header = f"{'intermediate':<28}" + "".join(
+        f" | {t[:41]:^41}" for t in titles)
+    sub = f"{'':<28}" + " | max abs   max rel   mean abs  ulp med ulp max" * len(titles)
+    lines = [header, sub, "-" * len(sub)]
+    first_over = {t: next((r.name for r in rows if r.over), None) for t, rows in columns.items()}
+    for name in names:
+        cells = []
+        mark = " "
+        for t in titles:
+            r = next((r for r in columns[t] if r.name == name), None)
+            if r is None:
+                cells.append(f" | {'-':^41}")
+                continue
+            if first_over[t] == name:
+                mark = "!"
+            cells.append(f" | {r.max_abs:9.2e} {r.max_rel:9.2e} {r.mean_abs:9.2e} {r.ulp_median:7.1f} {r.ulp_max:7.0f}")
+        lines.append(f"{mark}{name:<27}" + "".join(cells))
+    lines.append(f"tolerance |a - b| <= {atol:g} + {rtol:g} |b| on real tokens; '!' marks the first intermediate over it")
+    return "\n".join(lines)
+
+
+def outputs_over(rows: list[Row], num_layers: int) -> list[str]:
+    final = {f"layer.{num_layers - 1}.output_norm", "pooler", "logits"}
+    return [r.name for r in rows if r.name in final and r.over]
+
+
+def to_json(columns: dict[str, list[Row]]) -> str:
+    return json.dumps({t: [asdict(r) for r in rows] for t, rows in columns.items()}, indent=2)
+
+
+def explain(model_path: str, enc: dict, theirs: dict, num_layers: int) -> list[tuple[str, float]]:
+    """bertnp float32 under each numerics switch (one at a time) against the other engine's final output:
+    [(setting, max abs error of the last hidden state)], best first."""
+    from .bert import load
+
+    model = load(model_path, dtype="float32", backend="numpy")
+    last = f"layer.{num_layers - 1}.output_norm"
+    results = []
+    settings = [("transformers defaults", TRANSFORMERS)] + [
+        (f"{field}={value}", Numerics(**{**asdict(TRANSFORMERS), field: value}))
+        for field, values in NUMERICS_CHOICES.items() for value in values if value != getattr(TRANSFORMERS, field)]
+    for label, numerics in settings:
+        trace = trace_bertnp(model, enc, numerics)
+        row = compare(last, trace[last], theirs[last], enc["attention_mask"], 0, 0)
+        results.append((label, row.max_abs))
+    return sorted(results, key=lambda item: item[1])
