@@ -50,11 +50,12 @@ def test_vocab_txt_fallback_tokenizes_like_tokenizer_json(minilm_path, tmp_path)
     assert shutil.which  # keep the import used
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("inputs", [TEXTS, PAIRS], ids=["texts", "pairs"])
-def test_minilm_matches_transformers(minilm_path, hf, inputs, dtype):
+def test_minilm_matches_transformers(minilm_path, hf, inputs, dtype, backend):
     torch = require("torch")
-    model = bertnp.load(minilm_path, dtype=dtype.__name__)
+    model = bertnp.load(minilm_path, dtype=dtype.__name__, backend=backend)
     enc = model.tokenize(inputs, max_length=128)
     out = model(**enc, output_hidden_states=True, output_attentions=True)
     reference = hf["model"].double() if dtype == np.float64 else hf["model"].float()
@@ -67,5 +68,6 @@ def test_minilm_matches_transformers(minilm_path, hf, inputs, dtype):
         "hidden_states": [h.numpy() for h in theirs.hidden_states],
         "attentions": [a.numpy() for a in theirs.attentions],
     }
-    errors = compare_outputs(out, ref, enc["attention_mask"], dtype)
-    print(f"MiniLM {dtype.__name__} max abs error per output: " + ", ".join(f"{k}={v:.2e}" for k, v in errors.items()))
+    errors = compare_outputs(out, ref, enc["attention_mask"], dtype,
+                             real_tokens_only=not (backend == "numpy" and dtype == np.float64))
+    print(f"MiniLM {backend} {dtype.__name__} max abs error per output: " + ", ".join(f"{k}={v:.2e}" for k, v in errors.items()))

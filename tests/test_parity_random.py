@@ -73,11 +73,13 @@ def test_random_checkpoints_match_transformers(data):
     with tempfile.TemporaryDirectory() as folder:
         make_checkpoint(folder, config, seed)
         for dtype in (np.float32, np.float64):
-            model = bertnp.load(folder, dtype=dtype.__name__)
-            out = model(**enc, output_hidden_states=True, output_attentions=True)
             ref = run_torch(folder, enc, dtype)
-            compare_outputs(out, ref, enc["attention_mask"], dtype)
-            assert out.last_hidden_state.dtype == dtype
+            for backend in ("numpy", "numba"):
+                model = bertnp.load(folder, dtype=dtype.__name__, backend=backend)
+                out = model(**enc, output_hidden_states=True, output_attentions=True)
+                compare_outputs(out, ref, enc["attention_mask"], dtype,
+                                real_tokens_only=not (backend == "numpy" and dtype == np.float64))
+                assert out.last_hidden_state.dtype == dtype
             if "num_labels" in config:
                 assert out.logits.shape == (enc["input_ids"].shape[0], config["num_labels"])
                 assert model.labels == [f"LABEL_{i}" for i in range(config["num_labels"])]
@@ -92,9 +94,10 @@ def test_checkpoint_without_pooler_gives_none():
            "token_type_ids": np.zeros((1, 3), np.int64)}
     with tempfile.TemporaryDirectory() as folder:
         make_checkpoint(folder, config, seed=1, with_pooler=False)
-        out = bertnp.load(folder)(**enc, output_hidden_states=True, output_attentions=True)
-        assert out.pooler_output is None and out.logits is None
-        compare_outputs(out, run_torch(folder, enc, np.float32), enc["attention_mask"], np.float32)
+        for backend in ("numpy", "numba"):
+            out = bertnp.load(folder, backend=backend)(**enc, output_hidden_states=True, output_attentions=True)
+            assert out.pooler_output is None and out.logits is None
+            compare_outputs(out, run_torch(folder, enc, np.float32), enc["attention_mask"], np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -107,7 +110,8 @@ def test_fully_masked_row_is_finite_and_matches(dtype):
            "token_type_ids": np.zeros((2, 3), np.int64)}
     with tempfile.TemporaryDirectory() as folder:
         make_checkpoint(folder, config, seed=2)
-        out = bertnp.load(folder, dtype=dtype.__name__)(**enc, output_hidden_states=True, output_attentions=True)
+        out = bertnp.load(folder, dtype=dtype.__name__, backend="numpy")(**enc, output_hidden_states=True,
+                                                                          output_attentions=True)
         assert np.isfinite(out.last_hidden_state).all()
         ref = run_torch(folder, enc, dtype)
         compare_outputs(out, ref, enc["attention_mask"], dtype, real_tokens_only=False)
