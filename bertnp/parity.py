@@ -153,6 +153,14 @@ def trace_transformers(folder: str, enc: dict, dtype, classifier: bool) -> dict:
     return trace
 
 
+def onnx_input_names(path: str) -> set:
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return {i.name for i in graph.input if i.name not in initializers}
+
+
 def trace_onnx(path: str, enc: dict, num_layers: int, layers: bool = False) -> dict:
     """Final outputs of an ONNX model with ONNX Runtime; with layers=True also every LayerNorm's output,
     exposed as extra graph outputs (they map in order onto embeddings.norm, then each layer's
