@@ -23,8 +23,10 @@ class Bert:
     """BertModel or BertForSequenceClassification, as loaded by `bertnp.load`."""
 
     def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None,
-                 backend: str | None = None, folder: str | None = None, numerics: model.Numerics | None = None):
+                 backend: str | None = None, folder: str | None = None, numerics: model.Numerics | None = None,
+                 deterministic: bool = False):
         self.config = config
+        self.deterministic = deterministic
         self.numerics = numerics or model.TRANSFORMERS
         self.folder = folder
         self.weights = weights
@@ -118,12 +120,32 @@ class Bert:
         """The forward pass, as transformers' BertModel(**enc). output_trace=True adds out.trace, every named
         intermediate (see model.bert); numerics switches arithmetic to another engine's (model.Numerics)."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
+        run = self._forward_each if self.deterministic else self._forward
+        return run(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, output_trace,
+                   numerics or self.numerics)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                 output_trace, numerics):
         trace = {} if output_trace else None
         tap = trace.__setitem__ if output_trace else model.no_tap
         out = self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
-                                   output_attentions, numerics or self.numerics, tap)
+                                   output_attentions, numerics, tap)
         out.trace = trace
         return out
+
+    def _forward_each(self, input_ids, attention_mask, token_type_ids, *options):
+        """Deterministic mode: each sequence alone, cut to its own length (its last real token), so that
+        every GEMM and reduction it goes through has the same shape whatever else is in the batch and
+        however it is padded. Positions past a sequence's length are zeros. A row whose mask is all zero
+        has no length of its own and runs at the batch's length."""
+        B, T = input_ids.shape
+        outputs = []
+        for b in range(B):
+            real = np.flatnonzero(attention_mask[b])
+            n = int(real[-1]) + 1 if real.size else T
+            outputs.append(self._forward(input_ids[b : b + 1, :n], attention_mask[b : b + 1, :n],
+                                         token_type_ids[b : b + 1, :n], *options))
+        return _stack_rows(outputs, T)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate ids, mask and token types as [B, T] integer arrays within the model's tables."""
@@ -139,6 +161,39 @@ class Bert:
         _within("token_type_ids", token_type_ids, cfg.type_vocab_size, "type_vocab_size")
         _within("attention_mask", attention_mask, 2, "2 (a mask holds 0 and 1)")
         return input_ids, attention_mask, token_type_ids
+
+
+def _stack_rows(outputs: list, T: int) -> model.BertOutput:
+    """One-row BertOutputs of different lengths -> one BertOutput padded to T tokens with zeros."""
+
+    def stack(arrays, token_axes):
+        shape = list(arrays[0].shape)
+        shape[0] = len(arrays)
+        for axis in token_axes:
+            shape[axis] = T
+        full = np.zeros(shape, arrays[0].dtype)
+        for b, array in enumerate(arrays):
+            full[(b, *(slice(0, array.shape[axis]) if axis in token_axes else slice(None)
+                       for axis in range(1, array.ndim)))] = array[0]
+        return full
+
+    def axes(name):  # the token axes of each kind of output (see model.bert's tap names)
+        short = name.rsplit(".", 1)[-1]
+        return () if name in ("pooler", "logits") else (2, 3) if short in ("scores", "probs") else \
+            (2,) if short in ("q", "k", "v") else (1,)
+
+    first = outputs[0]
+    return model.BertOutput(
+        last_hidden_state=stack([o.last_hidden_state for o in outputs], (1,)),
+        pooler_output=None if first.pooler_output is None else stack([o.pooler_output for o in outputs], ()),
+        logits=None if first.logits is None else stack([o.logits for o in outputs], ()),
+        hidden_states=None if first.hidden_states is None else tuple(
+            stack([o.hidden_states[i] for o in outputs], (1,)) for i in range(len(first.hidden_states))),
+        attentions=None if first.attentions is None else tuple(
+            stack([o.attentions[i] for o in outputs], (2, 3)) for i in range(len(first.attentions))),
+        trace=None if first.trace is None else {
+            name: stack([o.trace[name] for o in outputs], axes(name)) for name in first.trace},
+    )
 
 
 def _ids(name, value, shape):
@@ -159,7 +214,8 @@ def _within(name, array, limit, limit_name):
         raise InputError(f"{name} holds {bad}, outside 0..{limit - 1} (limit {limit_name})")
 
 
-def load(path, dtype="float32", backend: str | None = None, numerics: model.Numerics | None = None) -> Bert:
+def load(path, dtype="float32", backend: str | None = None, numerics: model.Numerics | None = None,
+         deterministic: bool = False) -> Bert:
     """Load a Hugging Face BERT checkpoint: config.json, model.safetensors (or shards), tokenizer files.
 
     path: a folder, or a hub id ("org/name") found in the local Hugging Face cache (downloaded only when
@@ -169,6 +225,8 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     are memory-mapped, not copied. A folder without tokenizer files still loads: tokenize() then raises.
     backend: "numpy" (the reference path), "numba" (pad-free kernels), or None for the fastest installed.
     numerics: model.Numerics, arithmetic that reproduces another engine (the reference path runs it).
+    deterministic: a text's outputs are bit-identical whatever else is in its batch, its position, the
+    padding and the thread count (each sequence runs on its own; see Bert._forward_each).
     """
     folder = resolve(path)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -182,4 +240,5 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
         tokenizer, error = Tokenizer.from_folder(folder), None
     except TokenizerError as e:
         tokenizer, error = None, str(e)
-    return Bert(config, weights, tokenizer, error, backend=backend, folder=folder, numerics=numerics)
+    return Bert(config, weights, tokenizer, error, backend=backend, folder=folder, numerics=numerics,
+                deterministic=deterministic)

@@ -60,8 +60,9 @@ def split_sentences(document: str) -> list[str]:
 class Classifier:
     def __init__(self, model, labels=None, activation: str | None = None, threshold: float = 0.5,
                  max_length: int | None = None, case_sensitive: bool | None = None, long_text: str = "truncate",
-                 stride: int | None = None, coalesce: bool = False, backend: str | None = None):
-        self.model = model if isinstance(model, Bert) else load(model, backend=backend)
+                 stride: int | None = None, coalesce: bool = False, backend: str | None = None,
+                 deterministic: bool = False):
+        self.model = model if isinstance(model, Bert) else load(model, backend=backend, deterministic=deterministic)
         self.zero_shot = self.model.weights.classifier is None
         if self.zero_shot:
             if not labels:

@@ -84,11 +84,11 @@ class Embedder:
     """Texts -> float32 [N, H] sentence embeddings, as sentence-transformers' encode."""
 
     def __init__(self, model, max_length: int | None = None, pooling=None, normalize: bool | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, deterministic: bool = False):
         if isinstance(model, Bert):
             self.model, folder = model, getattr(model, "folder", None)
         else:
-            self.model = load(model, backend=backend)
+            self.model = load(model, backend=backend, deterministic=deterministic)
             folder = self.model.folder
         settings = sentence_transformers_settings(folder) if folder else {}
         modes = pooling if pooling is not None else settings.get("pooling", ("mean",))
