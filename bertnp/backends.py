@@ -2,9 +2,10 @@
 
 - "numpy": the reference path of bertnp/model.py, padded batches, NumPy and BLAS only.
 - "numba": bertnp/fast.py, pad-free batches with the Numba kernels of bertnp.kernels.
+- "cupy": bertnp/gpu.py on an NVIDIA GPU, cuBLAS GEMMs and the fused kernels of bertnp.kernels.gpu.
 
 backend=None picks BERTNP_BACKEND from the environment when set, else "numba" when Numba is installed,
-else "numpy".
+else "numpy". It never picks the GPU unless asked (backend="cupy" or BERTNP_BACKEND=cupy).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 from . import model
 from .errors import BertnpError
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "cupy")
 
 
 class NumpyBackend:
@@ -52,6 +53,70 @@ class NumbaBackend:
                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
 
+class CupyBackend:
+    """Weights uploaded once; activations stay on the GPU; results come back as NumPy arrays unless
+    keep_on_device. TF32 is off unless allow_tf32 (TF32 rounds GEMM inputs to 10 mantissa bits: float32
+    parity with the CPU drops from about 1e-6 to about 1e-3)."""
+
+    name = "cupy"
+
+    def __init__(self, weights, config, allow_tf32: bool = False, keep_on_device: bool = False):
+        from . import gpu
+
+        self.cupy = import_cupy()
+        set_tf32(self.cupy, allow_tf32)
+        from .kernels.gpu import CupyOps
+
+        self.gpu, self.config, self.keep_on_device = gpu, config, keep_on_device
+        self.weights = gpu.prepare(weights, self.cupy)
+        self.ops = CupyOps()
+
+    def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                numerics=model.TRANSFORMERS, tap=model.no_tap):
+        cp = self.cupy
+        ids, mask, types = (cp.asarray(a) for a in (input_ids, attention_mask, token_type_ids))
+        if numerics != model.TRANSFORMERS or tap is not model.no_tap:  # unfused reference functions, on the GPU
+            device_tap = tap if tap is model.no_tap or self.keep_on_device else (lambda n, a: tap(n, cp.asnumpy(a)))
+            out = model.bert(ids, mask, types, self.weights.reference, self.config, cp, output_hidden_states,
+                             output_attentions, numerics=numerics, tap=device_tap)
+        else:
+            out = self.gpu.forward(ids, mask, types, self.weights, self.config, cp, self.ops, output_hidden_states,
+                                   output_attentions)
+        return out if self.keep_on_device else to_host(out, cp)
+
+
+def to_host(out, cp):
+    """Every array of a BertOutput as NumPy."""
+    def host(a):
+        return None if a is None else tuple(cp.asnumpy(x) for x in a) if isinstance(a, tuple) else cp.asnumpy(a)
+
+    return model.BertOutput(last_hidden_state=host(out.last_hidden_state), pooler_output=host(out.pooler_output),
+                            logits=host(out.logits), hidden_states=host(out.hidden_states),
+                            attentions=host(out.attentions))
+
+
+def import_cupy():
+    """cupy, or a clear error saying what is missing."""
+    try:
+        import cupy
+    except ImportError:
+        raise BertnpError("backend='cupy' needs CuPy: pip install 'bertnp[gpu]' (cupy-cuda12x)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError when there is no driver
+        raise BertnpError(f"backend='cupy': no usable CUDA GPU ({type(e).__name__}: {e})") from None
+    if count == 0:
+        raise BertnpError("backend='cupy': CuPy is installed but sees no CUDA GPU")
+    return cupy
+
+
+def set_tf32(cupy, allow: bool):
+    """float32 GEMMs in full float32 (default) or TF32, for this process (CuPy's setting is global)."""
+    from cupy._core import _routines_linalg as linalg
+
+    linalg.set_compute_type(cupy.float32, linalg.COMPUTE_TYPE_TF32 if allow else linalg.COMPUTE_TYPE_PEDANTIC)
+
+
 def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None and importlib.util.find_spec("bertnp.fast") is not None
 
@@ -67,5 +132,9 @@ def choose(name: str | None) -> str:
     return name
 
 
-def create(name: str | None, weights, config):
-    return {"numpy": NumpyBackend, "numba": NumbaBackend}[choose(name)](weights, config)
+def create(name: str | None, weights, config, **options):
+    """options (allow_tf32, keep_on_device) are the cupy backend's."""
+    chosen = choose(name)
+    if options and chosen != "cupy":
+        raise BertnpError(f"{', '.join(options)}: options of backend='cupy', not of backend={chosen!r}")
+    return {"numpy": NumpyBackend, "numba": NumbaBackend, "cupy": CupyBackend}[chosen](weights, config, **options)

@@ -24,7 +24,7 @@ class Bert:
 
     def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None,
                  backend: str | None = None, folder: str | None = None, numerics: model.Numerics | None = None,
-                 deterministic: bool = False):
+                 deterministic: bool = False, backend_options: dict | None = None):
         self.config = config
         self.deterministic = deterministic
         self.numerics = numerics or model.TRANSFORMERS
@@ -33,7 +33,7 @@ class Bert:
         self.tokenizer = tokenizer
         self._tokenizer_error = tokenizer_error
         self.dtype = weights.embeddings.word.dtype
-        self.backend = backends.create(backend, weights, config)
+        self.backend = backends.create(backend, weights, config, **(backend_options or {}))
 
     @property
     def labels(self) -> list[str] | None:
@@ -107,7 +107,10 @@ class Bert:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             enc = pad([sequences[i] for i in rows], self.tokenizer.pad_id)
-            values = reduce(self(**enc), enc["attention_mask"])  # [b, ...]
+            out = self(**enc)
+            if getattr(self.backend, "keep_on_device", False):  # embed/predict always answer in NumPy
+                out = backends.to_host(out, self.backend.cupy)
+            values = reduce(out, enc["attention_mask"])  # [b, ...]
             if result is None:
                 result = np.empty((len(sequences), *values.shape[1:]), values.dtype)
             result[rows] = values
@@ -215,7 +218,7 @@ def _within(name, array, limit, limit_name):
 
 
 def load(path, dtype="float32", backend: str | None = None, numerics: model.Numerics | None = None,
-         deterministic: bool = False) -> Bert:
+         deterministic: bool = False, **backend_options) -> Bert:
     """Load a Hugging Face BERT checkpoint: config.json, model.safetensors (or shards), tokenizer files.
 
     path: a folder, or a hub id ("org/name") found in the local Hugging Face cache (downloaded only when
@@ -227,6 +230,7 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     numerics: model.Numerics, arithmetic that reproduces another engine (the reference path runs it).
     deterministic: a text's outputs are bit-identical whatever else is in its batch, its position, the
     padding and the thread count (each sequence runs on its own; see Bert._forward_each).
+    backend_options: for backend="cupy", allow_tf32=False and keep_on_device=False (results as CuPy arrays).
     """
     folder = resolve(path)
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -241,4 +245,4 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     except TokenizerError as e:
         tokenizer, error = None, str(e)
     return Bert(config, weights, tokenizer, error, backend=backend, folder=folder, numerics=numerics,
-                deterministic=deterministic)
+                deterministic=deterministic, backend_options=backend_options)
