@@ -54,8 +54,10 @@ class BertConfig:
                 raw = json.load(f)
         except FileNotFoundError:
             raise ConfigError(f"{path}: no config.json; a BERT checkpoint folder needs one") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: unreadable ({e})") from None
         return cls.from_dict(raw, source=path)
 
     @classmethod
@@ -99,6 +101,8 @@ class BertConfig:
 
         id2label = _labels(raw, fail)
         label2id = raw.get("label2id") or {label: i for i, label in id2label.items()}
+        if not isinstance(label2id, dict):
+            fail("label2id", f"must be an object mapping labels to ids, got {type(label2id).__name__}")
         architectures = raw.get("architectures") or ()
         if not isinstance(architectures, (list, tuple)):
             fail("architectures", f"must be a list, got {architectures!r}")

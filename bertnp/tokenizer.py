@@ -131,8 +131,8 @@ def _read_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise TokenizerError(f"{path}: not valid JSON ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise TokenizerError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise TokenizerError(f"{path}: expected a JSON object")
     return data

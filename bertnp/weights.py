@@ -94,8 +94,10 @@ def checkpoint_files(folder: str) -> list[str]:
                 with open(index, encoding="utf-8") as f:
                     weight_map = json.load(f)["weight_map"]
                 shards = sorted(set(weight_map.values()))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
                 raise WeightsError(f"{index}: not a checkpoint index with a 'weight_map' ({e!r})") from None
+            if not all(isinstance(shard, str) and os.path.basename(shard) == shard for shard in shards):
+                raise WeightsError(f"{index}: weight_map must name files inside the checkpoint folder")
             return [os.path.join(folder, shard) for shard in shards]
     raise WeightsError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
@@ -111,22 +113,24 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
             (header_len,) = struct.unpack("<Q", head)
             if header_len > min(size - 8, MAX_HEADER_BYTES):
                 raise WeightsError(f"{path}: header claims {header_len} bytes but the file has {size}")
-            header = json.loads(f.read(header_len))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: unreadable safetensors header ({e})") from None
+            header = json.loads(f.read(header_len), object_pairs_hook=_refuse_duplicates)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise WeightsError(f"{path}: unreadable safetensors header ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: safetensors header is not a JSON object")
     header.pop("__metadata__", None)
     data_start = 8 + header_len
     data_len = size - data_start
     raw = np.memmap(path, dtype=np.uint8, mode="r") if data_len > 0 else np.zeros(0, np.uint8)
-    tensors = {}
+    tensors, extents = {}, []
     for name, info in header.items():
         try:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = tuple(int(s) for s in shape)
+            if not isinstance(dtype, str) or not isinstance(shape, list) or not all(_is_int(v) for v in (*shape, begin, end)):
+                raise TypeError("dtype must be a string, shape and data_offsets lists of integers")
+            shape = tuple(shape)
         except (TypeError, KeyError, ValueError) as e:
-            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r} ({e!r})") from None
+            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {str(info)[:200]} ({e})") from None
         if dtype not in STORED_DTYPES:
             raise WeightsError(f"{path}: tensor '{name}' has dtype {dtype}; bertnp reads {', '.join(STORED_DTYPES)}")
         itemsize = np.dtype(STORED_DTYPES[dtype]).itemsize
@@ -136,9 +140,26 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
                 f"{path}: tensor '{name}' ({dtype}{list(shape)}) claims bytes {begin}..{end} "
                 f"but needs {count * itemsize} bytes inside a data section of {data_len}"
             )
+        extents.append((begin, end, name))
         array = raw[data_start + begin : data_start + end].view(STORED_DTYPES[dtype]).reshape(shape)
-        tensors[name] = _widen(array) if dtype in ("F16", "BF16") else array
-    return tensors
+        tensors[name] = array
+    extents.sort()
+    for (_, end, first), (begin, _, second) in zip(extents, extents[1:]):
+        if begin < end:  # as the safetensors library, refuse tensors that share bytes
+            raise WeightsError(f"{path}: tensors '{first}' and '{second}' overlap in the data section")
+    return {name: _widen(a) if a.dtype in (np.float16, np.uint16) else a for name, a in tensors.items()}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _refuse_duplicates(pairs):
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise json.JSONDecodeError(f"duplicate name {duplicate!r}", "", 0)
+    return dict(pairs)
 
 
 def _widen(array: np.ndarray) -> np.ndarray:
