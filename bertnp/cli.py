@@ -176,34 +176,77 @@ def chunks(items):
 # ---- output --------------------------------------------------------------------------------------------
 
 
+class NpyRows:
+    """A .npy file that grows row by row and is valid after every chunk: the header is rewritten in place
+    with the row count so far (it keeps a fixed size), so an interrupted run leaves every finished row."""
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path):
+        self.path, self.file, self.rows, self.dtype, self.width = path, open(path, "wb"), 0, None, None
+
+    def _header(self) -> bytes:
+        fields = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype or np.float32)), "fortran_order": False,
+                  "shape": (self.rows, self.width or 0)}
+        text = repr(fields).encode("latin1")
+        text += b" " * (self.HEADER_BYTES - 10 - len(text) - 1) + b"\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+    def write(self, array):
+        if self.rows == 0:
+            self.dtype, self.width = array.dtype, array.shape[1]
+            self.file.write(self._header())
+        self.file.seek(0, os.SEEK_END)
+        self.file.write(np.ascontiguousarray(array, dtype=self.dtype).tobytes())
+        self.rows += len(array)
+        self.file.seek(0)
+        self.file.write(self._header())
+        self.file.flush()
+
+    def close(self):
+        if self.rows == 0:
+            self.file.write(self._header())
+        self.file.close()
+
+
 class Writer:
-    """Rows out as they come: JSONL or CSV lines flushed per chunk; .npy gathered and written at the end."""
+    """Rows out as they come, flushed per chunk: JSONL (default), CSV, or .npy for embeddings. Each chunk is
+    written with one write call, so an interrupt leaves whole rows only."""
 
     def __init__(self, path, header):
-        self.path, self.header, self.rows = path, header, []
+        self.path, self.header = path, header
         self.kind = "npy" if path and path.endswith(".npy") else "csv" if path and path.endswith(".csv") else "jsonl"
-        self.file = None if self.kind == "npy" else (open(path, "w", encoding="utf-8", newline="") if path else sys.stdout)
-        self.csv = csv.writer(self.file) if self.kind == "csv" else None
-        if self.csv:
-            self.csv.writerow(header)
+        if self.kind == "npy":
+            self.npy, self.file = NpyRows(path), None
+        else:
+            self.file = open(path, "w", encoding="utf-8", newline="") if path else sys.stdout
+        if self.kind == "csv":
+            self._write_text([header])
+
+    def _write_text(self, rows):
+        if self.kind == "csv":
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(rows)
+            text = buffer.getvalue()
+        else:
+            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        self.file.write(text)
+        self.file.flush()
 
     def write(self, records, arrays=None):
         if self.kind == "npy":
             if arrays is None:
                 raise InputError(f"{self.path}: .npy output holds embeddings only; use .jsonl or .csv")
-            self.rows.append(arrays)
-            return
-        for record in records:
-            if self.csv:
-                self.csv.writerow([record[k] if not isinstance(record[k], (list, dict)) else json.dumps(record[k])
-                                   for k in self.header])
-            else:
-                self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.file.flush()
+            self.npy.write(arrays)
+        elif self.kind == "csv":
+            self._write_text([[r[k] if not isinstance(r[k], (list, dict)) else json.dumps(r[k]) for k in self.header]
+                              for r in records])
+        else:
+            self._write_text(records)
 
     def close(self):
         if self.kind == "npy":
-            np.save(self.path, np.concatenate(self.rows) if self.rows else np.zeros((0, 0), np.float32))
+            self.npy.close()
         elif self.file is not sys.stdout:
             self.file.close()
 

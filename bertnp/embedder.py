@@ -116,6 +116,19 @@ class Embedder:
             vectors = self.model.run_batches(texts, self._pool, batch_size, self.max_length, progress=update)
         return unit_length(vectors) if self.normalize else vectors
 
+    def embed_stream(self, texts, batch_size: int = 32, chunk_size: int = 1024):
+        """Any iterable of texts (a file, a generator) -> an iterator of [dimension] vectors, in input order.
+
+        Reads chunk_size texts at a time, so memory stays flat however long the stream is."""
+        chunk = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == chunk_size:
+                yield from self.embed(chunk, batch_size)
+                chunk = []
+        if chunk:
+            yield from self.embed(chunk, batch_size)
+
     def _pool(self, out, mask):
         """Each pooling mode of the folder, concatenated in sentence-transformers' order: [b, dimension]."""
         return np.concatenate([pool(out, mask, mode) for mode in self.pooling], axis=1)
