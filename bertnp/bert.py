@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from . import backends, model
+from . import backends, heads, model
 from .config import BertConfig
-from .errors import BertnpError, InputError, TokenizerError, WeightsError
+from .errors import BertnpError, InputError, TokenizerError
 from .hub import resolve
 from .pooling import POOLINGS, pool
 from .pooling import normalize as pooling_normalize
@@ -20,7 +20,8 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
 class Bert:
-    """BertModel or BertForSequenceClassification, as loaded by `bertnp.load`."""
+    """BertModel or one of its heads (weights.ARCHITECTURES: sequence or token classification, question
+    answering, masked LM), as loaded by `bertnp.load`."""
 
     def __init__(self, config: BertConfig, weights, tokenizer: Tokenizer | None, tokenizer_error: str | None = None,
                  backend: str | None = None, folder: str | None = None, numerics: model.Numerics | None = None,
@@ -36,9 +37,15 @@ class Bert:
         self.backend = backends.create(backend, weights, config, **(backend_options or {}))
 
     @property
+    def architecture(self) -> str:
+        """What load recognised: BertModel, BertForSequenceClassification, BertForTokenClassification,
+        BertForQuestionAnswering or BertForMaskedLM (see weights.architecture)."""
+        return self.weights.architecture
+
+    @property
     def labels(self) -> list[str] | None:
-        """id2label in index order for a classification checkpoint, else None."""
-        if self.weights.classifier is None:
+        """id2label in index order for a sequence- or token-classification checkpoint, else None."""
+        if self.weights.labels_head is None:
             return None
         return [self.config.id2label[i] for i in range(self.config.num_labels)]
 
@@ -99,7 +106,8 @@ class Bert:
         return sequences
 
     def run_sequences(self, sequences: list, reduce, batch_size: int = 32, progress=None):
-        """run_batches on already tokenized (ids, token types) pairs."""
+        """run_batches on already tokenized (ids, token types) pairs. reduce sees the encoder's outputs and
+        a sequence classifier's logits; the token-level heads (heads.py) do not run."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size={batch_size!r}: expected a positive integer")
         order = np.argsort([len(ids) for ids, _ in sequences], kind="stable")
@@ -107,7 +115,7 @@ class Bert:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             enc = pad([sequences[i] for i in rows], self.tokenizer.pad_id)
-            out = self(**enc)
+            out = self(**enc, heads=False)
             if getattr(self.backend, "keep_on_device", False):  # embed/predict always answer in NumPy
                 out = backends.to_host(out, self.backend.cupy)
             values = reduce(out, enc["attention_mask"])  # [b, ...]
@@ -119,21 +127,29 @@ class Bert:
         return result
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
-                 output_attentions=False, output_trace=False, numerics: model.Numerics | None = None) -> model.BertOutput:
-        """The forward pass, as transformers' BertModel(**enc). output_trace=True adds out.trace, every named
-        intermediate (see model.bert); numerics switches arithmetic to another engine's (model.Numerics)."""
+                 output_attentions=False, output_trace=False, numerics: model.Numerics | None = None,
+                 heads: bool = True) -> model.BertOutput:
+        """The forward pass, as transformers' BertModel(**enc) or the checkpoint's BertFor...(**enc).
+        output_trace=True adds out.trace, every named intermediate (see model.bert); numerics switches
+        arithmetic to another engine's (model.Numerics). heads=False skips a token-level head (token
+        classification, question answering, masked LM: see heads.py); a masked-LM decoder can cost as much
+        as a small encoder."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
         run = self._forward_each if self.deterministic else self._forward
         return run(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, output_trace,
-                   numerics or self.numerics)
+                   numerics or self.numerics, heads)
 
     def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                 output_trace, numerics):
+                 output_trace, numerics, run_heads=True):
         trace = {} if output_trace else None
         tap = trace.__setitem__ if output_trace else model.no_tap
         out = self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
                                    output_attentions, numerics, tap)
         out.trace = trace
+        if run_heads and self.architecture in heads.TOKEN_HEADS:  # on last_hidden_state, wherever it lives
+            on_device = getattr(self.backend, "keep_on_device", False)
+            weights, xp = (self.backend.weights.reference, self.backend.cupy) if on_device else (self.weights, np)
+            out = heads.apply(out, weights, self.config, xp, numerics, tap)
         return out
 
     def _forward_each(self, input_ids, attention_mask, token_type_ids, *options):
@@ -167,7 +183,8 @@ class Bert:
 
 
 def _stack_rows(outputs: list, T: int) -> model.BertOutput:
-    """One-row BertOutputs of different lengths -> one BertOutput padded to T tokens with zeros."""
+    """One-row BertOutputs (or heads.QuestionAnsweringOutput) of different lengths -> one, padded to T
+    tokens with zeros."""
 
     def stack(arrays, token_axes):
         shape = list(arrays[0].shape)
@@ -186,10 +203,14 @@ def _stack_rows(outputs: list, T: int) -> model.BertOutput:
             (2,) if short in ("q", "k", "v") else (1,)
 
     first = outputs[0]
-    return model.BertOutput(
+    per_token = {name: stack([getattr(o, name) for o in outputs], (1,))  # question answering's [1, n] logits
+                 for name in ("start_logits", "end_logits") if getattr(first, name, None) is not None}
+    return type(first)(
+        **per_token,
         last_hidden_state=stack([o.last_hidden_state for o in outputs], (1,)),
         pooler_output=None if first.pooler_output is None else stack([o.pooler_output for o in outputs], ()),
-        logits=None if first.logits is None else stack([o.logits for o in outputs], ()),
+        logits=None if first.logits is None else  # [1, C], or [1, n, C] / [1, n, V] from a token-level head
+        stack([o.logits for o in outputs], (1,) if first.logits.ndim == 3 else ()),
         hidden_states=None if first.hidden_states is None else tuple(
             stack([o.hidden_states[i] for o in outputs], (1,)) for i in range(len(first.hidden_states))),
         attentions=None if first.attentions is None else tuple(
@@ -237,9 +258,7 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     if name not in DTYPES:
         raise BertnpError(f"dtype={dtype!r}: bertnp computes in float32 or float64")
     config = BertConfig.from_file(os.path.join(folder, "config.json"))
-    weights = load_weights(folder, config, DTYPES[name])
-    if weights.classifier is not None and weights.pooler is None:
-        raise WeightsError(f"{folder}: has classifier.weight but no pooler.dense; the classifier reads the pooler")
+    weights = load_weights(folder, config, DTYPES[name])  # recognises the architecture (weights.architecture)
     try:
         tokenizer, error = Tokenizer.from_folder(folder), None
     except TokenizerError as e:

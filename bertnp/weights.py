@@ -23,8 +23,25 @@ from .torch_checkpoint import read_torch_checkpoint
 STORED_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 
-# Tensors of other BERT heads and buffers, which a BertModel / BertForSequenceClassification ignores.
+# Tensors of heads bertnp does not run (cls.seq_relationship: next-sentence prediction), of heads the
+# checkpoint's architecture does not use, and buffers. Tensors of the head in use are in expected_shapes.
 IGNORED_PREFIXES = ("cls.", "qa_outputs.", "embeddings.position_ids", "embeddings.token_type_ids")
+
+# The architectures bertnp runs, as config.json's `architectures` names them, each with the tensor that
+# marks its head. BertForPreTraining carries BertForMaskedLM's head (plus next-sentence prediction, ignored).
+MODEL = "BertModel"
+SEQUENCE_CLASSIFICATION = "BertForSequenceClassification"
+TOKEN_CLASSIFICATION = "BertForTokenClassification"
+QUESTION_ANSWERING = "BertForQuestionAnswering"
+MASKED_LM = "BertForMaskedLM"
+ARCHITECTURES = {
+    MODEL: None,
+    SEQUENCE_CLASSIFICATION: "classifier.weight",
+    TOKEN_CLASSIFICATION: "classifier.weight",
+    QUESTION_ANSWERING: "qa_outputs.weight",
+    MASKED_LM: "cls.predictions.transform.dense.weight",
+    "BertForPreTraining": "cls.predictions.transform.dense.weight",
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +78,30 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class MaskedLMHead:
+    """BertOnlyMLMHead's tensors: BertPredictionHeadTransform, then BertLMPredictionHead's decoder."""
+
+    transform: Linear  # [H, H], cls.predictions.transform.dense
+    norm: LayerNorm  # cls.predictions.transform.LayerNorm
+    decoder: np.ndarray  # [V, H]: the word embeddings themselves when tie_word_embeddings (the default)
+    bias: np.ndarray  # [V], cls.predictions.bias (cls.predictions.decoder.bias when untied)
+
+
+@dataclass(frozen=True)
 class BertWeights:
     embeddings: Embeddings
     layers: tuple  # of Layer, length L
     pooler: Linear | None  # [H, H]; None when the checkpoint has no pooler
-    classifier: Linear | None  # [num_labels, H]; BertForSequenceClassification only
+    classifier: Linear | None  # [num_labels, H]; BertForSequenceClassification only (it reads the pooler)
+    token_classifier: Linear | None = None  # [num_labels, H]; BertForTokenClassification (reads every token)
+    qa_outputs: Linear | None = None  # [2, H]; BertForQuestionAnswering: start and end logits per token
+    masked_lm: MaskedLMHead | None = None  # BertForMaskedLM
+    architecture: str = MODEL  # which of ARCHITECTURES these weights are
+
+    @property
+    def labels_head(self) -> Linear | None:
+        """The head whose rows are config.id2label's labels: per sequence or per token, or None."""
+        return self.classifier if self.classifier is not None else self.token_classifier
 
     def map(self, fn) -> "BertWeights":
         """The same tree with every array replaced by fn(array) (a dtype cast, an upload to a GPU)."""
@@ -77,6 +113,8 @@ def _map(node, fn):
         return None
     if isinstance(node, tuple):
         return tuple(_map(n, fn) for n in node)
+    if isinstance(node, str):
+        return node
     if hasattr(node, "__dataclass_fields__"):
         return type(node)(**{k: _map(getattr(node, k), fn) for k in node.__dataclass_fields__})
     return fn(node)
@@ -171,6 +209,7 @@ def _widen(array: np.ndarray) -> np.ndarray:
 
 def load_weights(folder: str, config: BertConfig, dtype) -> BertWeights:
     """Read a checkpoint folder into BertWeights of `dtype`, checking every name and shape against config."""
+    tied = _tie_word_embeddings(os.path.join(folder, "config.json"))
     tensors, origin = {}, {}
     for path in checkpoint_files(folder):
         if not os.path.exists(path):
@@ -181,7 +220,17 @@ def load_weights(folder: str, config: BertConfig, dtype) -> BertWeights:
             if key in tensors:
                 raise WeightsError(f"{path}: tensor '{name}' also appears in {origin[key]}")
             tensors[key], origin[key] = array, path
-    return build_tree(tensors, config, dtype, source=folder)
+    return build_tree(tensors, config, dtype, source=folder, tie_word_embeddings=tied)
+
+
+def _tie_word_embeddings(config_json: str) -> bool:
+    """config.json's tie_word_embeddings (default true): the masked-LM decoder is the word embeddings."""
+    try:
+        with open(config_json, encoding="utf-8") as f:
+            value = json.load(f).get("tie_word_embeddings", True)
+    except (OSError, ValueError, AttributeError):
+        return True  # BertConfig.from_file has read this file already and reports its problems
+    return value is not False
 
 
 def _canonical(name: str) -> str:
@@ -195,8 +244,35 @@ def _canonical(name: str) -> str:
     return name
 
 
-def expected_shapes(config: BertConfig, has_pooler: bool, has_classifier: bool) -> dict[str, tuple]:
-    """The one table of checkpoint names bertnp reads, with the shape each must have."""
+def architecture(config: BertConfig, names, source: str) -> str:
+    """Which head to run: the first of config.json's `architectures` that bertnp knows, whose head tensor
+    must then be present; without one (or with plain BertModel), the tensors present decide."""
+    declared = next((a for a in config.architectures if a in ARCHITECTURES), None)
+    if declared not in (None, MODEL):
+        marker = ARCHITECTURES[declared]
+        if marker not in names:
+            raise WeightsError(f"{source}: config.json's architectures names {declared}, but the checkpoint has "
+                               f"no tensor {marker}")
+        if declared == SEQUENCE_CLASSIFICATION and "pooler.dense.weight" not in names:
+            raise WeightsError(f"{source}: {declared} reads the pooler, but the checkpoint has no "
+                               "pooler.dense.weight")
+        return MASKED_LM if declared == "BertForPreTraining" else declared
+    if "classifier.weight" in names:  # the pooler tells a sequence classifier from a token classifier
+        return SEQUENCE_CLASSIFICATION if "pooler.dense.weight" in names else TOKEN_CLASSIFICATION
+    if "qa_outputs.weight" in names:
+        return QUESTION_ANSWERING
+    if "cls.predictions.transform.dense.weight" in names:
+        return MASKED_LM
+    return MODEL
+
+
+def expected_shapes(config: BertConfig, has_pooler: bool, has_classifier: bool, head: str | None = None,
+                    tie_word_embeddings: bool = True) -> dict[str, tuple]:
+    """The one table of checkpoint names bertnp reads, with the shape each must have.
+
+    head: the architecture (see ARCHITECTURES) when it is not BertModel / BertForSequenceClassification,
+    which has_classifier describes.
+    """
     H, I, D, P = config.hidden_size, config.intermediate_size, config.head_size, config.max_position_embeddings
     shapes = {
         "embeddings.word_embeddings.weight": (config.vocab_size, H),
@@ -225,18 +301,37 @@ def expected_shapes(config: BertConfig, has_pooler: bool, has_classifier: bool) 
     if has_pooler:
         shapes["pooler.dense.weight"] = (H, H)
         shapes["pooler.dense.bias"] = (H,)
-    if has_classifier:
+    if has_classifier or head == TOKEN_CLASSIFICATION:  # BertForSequence/TokenClassification: same names
         shapes["classifier.weight"] = (config.num_labels, H)
         shapes["classifier.bias"] = (config.num_labels,)
+    if head == QUESTION_ANSWERING:  # start and end: transformers splits 2 outputs, whatever id2label says
+        shapes["qa_outputs.weight"] = (2, H)
+        shapes["qa_outputs.bias"] = (2,)
+    if head == MASKED_LM:
+        p = "cls.predictions."
+        shapes[p + "transform.dense.weight"] = (H, H)
+        shapes[p + "transform.dense.bias"] = (H,)
+        shapes[p + "transform.LayerNorm.weight"] = (H,)
+        shapes[p + "transform.LayerNorm.bias"] = (H,)
+        if tie_word_embeddings:
+            shapes[p + "bias"] = (config.vocab_size,)
+        else:
+            shapes[p + "decoder.weight"] = (config.vocab_size, H)
+            shapes[p + "decoder.bias"] = (config.vocab_size,)
     return shapes
 
 
-def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source: str) -> BertWeights:
+def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source: str,
+               tie_word_embeddings: bool = True) -> BertWeights:
     """Check names and shapes against the table, cast to `dtype` (a no-op view when it already matches)."""
     dtype = np.dtype(dtype)
+    head = architecture(config, tensors, source)
     has_pooler = "pooler.dense.weight" in tensors
-    has_classifier = "classifier.weight" in tensors
-    shapes = expected_shapes(config, has_pooler, has_classifier)
+    has_classifier = head == SEQUENCE_CLASSIFICATION
+    if head == MASKED_LM and tie_word_embeddings and "cls.predictions.bias" not in tensors and \
+            "cls.predictions.decoder.bias" in tensors:  # older checkpoints: only the decoder's copy of the bias
+        tensors = {**tensors, "cls.predictions.bias": tensors["cls.predictions.decoder.bias"]}
+    shapes = expected_shapes(config, has_pooler, has_classifier, head, tie_word_embeddings)
     missing = [n for n in shapes if n not in tensors]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
@@ -281,9 +376,10 @@ def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source
                 output_norm=norm(p + "output.LayerNorm"),
             )
         )
+    word = get("embeddings.word_embeddings.weight")  # once: a tied masked-LM decoder shares this array
     return BertWeights(
         embeddings=Embeddings(
-            word=get("embeddings.word_embeddings.weight"),
+            word=word,
             position=get("embeddings.position_embeddings.weight"),
             token_type=get("embeddings.token_type_embeddings.weight"),
             norm=norm("embeddings.LayerNorm"),
@@ -291,4 +387,19 @@ def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source
         layers=tuple(layers),
         pooler=linear("pooler.dense") if has_pooler else None,
         classifier=linear("classifier") if has_classifier else None,
+        token_classifier=linear("classifier") if head == TOKEN_CLASSIFICATION else None,
+        qa_outputs=linear("qa_outputs") if head == QUESTION_ANSWERING else None,
+        masked_lm=masked_lm_head(get, norm, word, tie_word_embeddings) if head == MASKED_LM else None,
+        architecture=head,
+    )
+
+
+def masked_lm_head(get, norm, word, tie_word_embeddings: bool) -> MaskedLMHead:
+    """cls.predictions: the transform, and a decoder tied to the word embeddings unless config unties it."""
+    p = "cls.predictions."
+    return MaskedLMHead(
+        transform=Linear(get(p + "transform.dense.weight"), get(p + "transform.dense.bias")),
+        norm=norm(p + "transform.LayerNorm"),
+        decoder=word if tie_word_embeddings else get(p + "decoder.weight"),
+        bias=get(p + "bias" if tie_word_embeddings else p + "decoder.bias"),
     )
