@@ -1,4 +1,4 @@
-"""The `bertnp` command: embed, classify, info, convert.
+"""The `bertnp` command: embed, classify, ner, qa, fill-mask, info, convert.
 
 Texts come from arguments, standard input (one per line), or --input FILE (.txt one per line, .jsonl with
 --field, .csv with --column). Results stream out as they are computed (JSONL by default, CSV, or .npy for
@@ -74,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--activation", choices=["softmax", "sigmoid", "none"], default=None)
     classify.add_argument("--threshold", type=float, default=0.5)
     classify.set_defaults(run=run_classify)
+
+    ner = commands.add_parser("ner", help="entities in each text (a token-classification checkpoint)")
+    common(ner)
+    ner.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
+                     help="how tokens group into entities, as transformers' aggregation_strategy (default: simple)")
+    ner.add_argument("--ignore-labels", default="O", help="comma-separated labels to leave out (default: O)")
+    ner.add_argument("--stride", type=int, default=None, help="split long texts into windows sharing N tokens")
+    ner.set_defaults(run=run_ner)
+
+    qa = commands.add_parser("qa", help="answer each question (the texts) from a context (question answering)")
+    common(qa)
+    qa.add_argument("--context", help="the context the answers come from")
+    qa.add_argument("--context-file", help="a file holding the context")
+    qa.add_argument("--top-k", type=int, default=1, help="answers per question")
+    qa.add_argument("--max-answer-len", type=int, default=30, help="longest answer, in tokens")
+    qa.add_argument("--doc-stride", type=int, default=None, help="tokens shared by the windows of a long context")
+    qa.set_defaults(run=run_qa)
+
+    fill = commands.add_parser("fill-mask", help="the masked word of each text (a masked-LM checkpoint)")
+    common(fill)
+    fill.add_argument("--top-k", type=int, default=5, help="proposals per mask")
+    fill.add_argument("--targets", help="comma-separated tokens to score instead of the whole vocabulary")
+    fill.set_defaults(run=run_fill_mask)
 
     info = commands.add_parser("info", help="what a model folder holds, and whether its parts agree")
     common(info, texts=False)
@@ -310,6 +333,61 @@ def run_classify(args):
     run_chunks(args, compute, ["text", "label", "score", "labels"])
 
 
+def run_ner(args):
+    from .pipelines import TokenClassifier
+
+    ignore = [label.strip() for label in args.ignore_labels.split(",") if label.strip()]
+    ner = TokenClassifier(args.model, aggregation=args.aggregation, ignore_labels=ignore, stride=args.stride,
+                          max_length=args.max_length, batch_size=args.batch_size, backend=args.backend)
+
+    def compute(texts):
+        return [{"text": t, "entities": e} for t, e in zip(texts, ner(texts))], None
+
+    run_chunks(args, compute, ["text", "entities"])
+
+
+def run_qa(args):
+    from .pipelines import QuestionAnswerer
+
+    if (args.context is None) == (args.context_file is None):
+        raise InputError("give the context with --context TEXT or --context-file FILE (one of them)")
+    context = args.context
+    if args.context_file is not None:
+        with open(args.context_file, encoding="utf-8") as f:
+            context = f.read()
+    qa = QuestionAnswerer(args.model, max_seq_len=args.max_length, batch_size=args.batch_size, backend=args.backend)
+
+    def compute(questions):
+        results = qa.answer(questions, context, top_k=args.top_k, max_answer_len=args.max_answer_len,
+                            doc_stride=args.doc_stride)
+        records = []
+        for question, answers in zip(questions, results):
+            answers = answers if isinstance(answers, list) else [answers]
+            best = answers[0] if answers else {}
+            records.append({"question": question, "answer": best.get("answer"), "score": best.get("score"),
+                            "start": best.get("start"), "end": best.get("end"), "answers": answers})
+        return records, None
+
+    run_chunks(args, compute, ["question", "answer", "score", "start", "end", "answers"])
+
+
+def run_fill_mask(args):
+    from .pipelines import FillMask
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
+    fill = FillMask(args.model, max_length=args.max_length, batch_size=args.batch_size, backend=args.backend)
+
+    def compute(texts):
+        records = []
+        for text, proposals in zip(texts, fill(texts, top_k=args.top_k, targets=targets)):
+            best = proposals[0] if isinstance(proposals[0], dict) else proposals[0][0]  # one mask, or several
+            records.append({"text": text, "token_str": best["token_str"], "score": best["score"],
+                            "sequence": best["sequence"], "predictions": proposals})
+        return records, None
+
+    run_chunks(args, compute, ["text", "token_str", "score", "sequence", "predictions"])
+
+
 def run_info(args):
     report = inspect_model(args.model)
     if args.json:
@@ -333,7 +411,7 @@ def inspect_model(name) -> dict:
     report = {
         "folder": folder,
         "files": ", ".join(sorted(os.listdir(folder))),
-        "architecture": "BertForSequenceClassification" if model.weights.classifier is not None else "BertModel",
+        "architecture": model.architecture,
         "layers": cfg.num_hidden_layers,
         "hidden size": cfg.hidden_size,
         "heads": cfg.num_attention_heads,
@@ -346,8 +424,9 @@ def inspect_model(name) -> dict:
         "tokenizer": model.tokenizer.source if model.tokenizer else model._tokenizer_error,
         "max length": model.max_length,
     }
-    if model.weights.classifier is not None and len(cfg.id2label) != model.weights.classifier.weight.shape[0]:
-        problems.append(f"id2label has {len(cfg.id2label)} labels, classifier has {model.weights.classifier.weight.shape[0]} rows")
+    head = model.weights.labels_head  # a sequence or token classifier
+    if head is not None and len(cfg.id2label) != head.weight.shape[0]:
+        problems.append(f"id2label has {len(cfg.id2label)} labels, classifier has {head.weight.shape[0]} rows")
     if model.tokenizer is not None:
         vocab = model.tokenizer.backend.get_vocab()
         if len(vocab) != cfg.vocab_size:
