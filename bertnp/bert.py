@@ -84,7 +84,7 @@ class Bert:
         """Texts or pairs -> classifier logits [N, C], in input order."""
         if self.weights.classifier is None:
             raise InputError("predict needs a sequence-classification checkpoint (classifier.weight); "
-                             "this one is a plain BertModel: use embed")
+                             f"this one is a {self.architecture}: use embed, or bertnp.pipelines for its head")
         return self.run_batches(texts_or_pairs, lambda out, mask: out.logits, batch_size, max_length)
 
     def run_batches(self, texts, reduce, batch_size: int = 32, max_length: int | None = None, progress=None):
