@@ -5,7 +5,7 @@ model.py ends with BertModel (and the sequence classifier on the pooler); these 
     token_classification  BertForTokenClassification: a label distribution per token (NER, POS)
     question_answering    BertForQuestionAnswering: a start and an end logit per token
     masked_lm             BertForMaskedLM's BertOnlyMLMHead: a vocabulary distribution per token
-Dropout, which every one of them has in training, is off at inference.
+The token classifier's dropout is off at inference; the other two have none.
 
 Shape letters as in model.py: B batch, T tokens, H hidden, C labels, V vocabulary.
 """
@@ -41,7 +41,8 @@ def question_answering(x, w, xp):
 
 
 def prediction_transform(x, w, config, xp, numerics=TRANSFORMERS):
-    """BertPredictionHeadTransform: dense, the encoder's activation (config.hidden_act), LayerNorm."""
+    """BertPredictionHeadTransform: dense, the encoder's activation (config.hidden_act, not always GELU),
+    LayerNorm with the config's eps."""
     tanh = config.hidden_act == "gelu" and numerics.gelu == "tanh"  # as model.encoder_layer
     activation = model.gelu_tanh if tanh else ACTIVATIONS[config.hidden_act]
     h = activation(linear(x, w.transform, xp), xp)  # [B, T, H] -> [B, T, H]
