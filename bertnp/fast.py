@@ -17,19 +17,28 @@ What that means at positions the mask pads out:
 On real tokens, pooler_output and logits the outputs equal the reference's within rounding
 (tests/test_fast_parity.py), and a text's outputs do not depend on the other texts of its batch.
 
+Threads: below PARALLEL_MIN_TOKENS packed tokens, kernels run on the calling thread and BLAS threads its
+own GEMMs; from there on, kernels run on Numba's threads and GEMMs on single-threaded BLAS, split into
+row blocks by kernels.gemm (whose docstring says why). numba.get_num_threads() threads either way
+(kernels.set_threads sets it).
+
 Shape letters as in model.py, plus M packed tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .config import BertConfig
-from .kernels import LAUNCH_LOCK, cpu
+from .kernels import LAUNCH_LOCK, cpu, gemm
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm
+
+PARALLEL_MIN_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -111,26 +120,36 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
 
     Thread-safe: concurrent calls run one at a time (kernels.LAUNCH_LOCK), each on every core.
     """
-    with LAUNCH_LOCK:
-        return _forward(input_ids, attention_mask, token_type_ids, fast_weights, config, output_hidden_states,
-                        output_attentions)
-
-
-def _forward(input_ids, attention_mask, token_type_ids, w, config, output_hidden_states, output_attentions):
-    input_ids = np.array(input_ids, dtype=np.int64)  # a fresh C-contiguous copy: one Numba signature
+    input_ids = np.array(input_ids, dtype=np.int64)  # fresh C-contiguous copies: one Numba signature
     B, T = input_ids.shape
     mask = np.ones((B, T), np.int64) if attention_mask is None else np.array(attention_mask, dtype=np.int64)
     types = np.zeros((B, T), np.int64) if token_type_ids is None else np.array(token_type_ids, dtype=np.int64)
+    with LAUNCH_LOCK:
+        packed = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
+        threads = numba.get_num_threads()
+        parallel = threads > 1 and packed[0].shape[0] >= PARALLEL_MIN_TOKENS
+        blas_limit = gemm.single_threaded_blas() if parallel else None
+        gemm_threads = threads if blas_limit is not None else 1
+        with blas_limit or contextlib.nullcontext():  # no BLAS call of ours may wake BLAS's threads meanwhile
+            return _forward(input_ids, types, packed, fast_weights, config, output_hidden_states, output_attentions,
+                            parallel, gemm_threads)
+
+
+def _forward(input_ids, types, packed, w, config, output_hidden_states, output_attentions, parallel, gemm_threads):
+    token_index, seq_start, key_start, uniform = packed
+    B, T = input_ids.shape
+    M = token_index.shape[0]
     dtype = w.embeddings.word.dtype
     H, N, I = config.hidden_size, config.num_attention_heads, config.intermediate_size
     eps = config.layer_norm_eps
 
-    token_index, seq_start, key_start, uniform = cpu.pack(mask)  # [B, T] -> M packed rows
-    M = token_index.shape[0]
+    def linear(a, dense, out):  # model.linear without its bias (the kernel that follows adds it)
+        return gemm.matmul(a, dense.weight, out, gemm_threads)
+
     x = np.empty((M, H), dtype)
     e = w.embeddings
     cpu.embed_layer_norm(input_ids, types, token_index, e.word, e.position, e.token_type, e.norm.weight,
-                         e.norm.bias, eps, w.relative == 0, x)  # [B, T] -> [M, H]
+                         e.norm.bias, eps, w.relative == 0, x, parallel)  # [B, T] -> [M, H]
 
     qkv = np.empty((M, 3 * H), dtype)
     context = np.empty((M, H), dtype)
@@ -140,18 +159,18 @@ def _forward(input_ids, attention_mask, token_type_ids, w, config, output_hidden
     hidden_states = [_scatter(x, token_index, B, T)] if output_hidden_states else None
     attentions = [] if output_attentions else None
     for layer in w.layers:
-        np.matmul(x, layer.qkv.weight, out=qkv)  # [M, H] @ [H, 3H] -> [M, 3H]
+        linear(x, layer.qkv, qkv)  # [M, H] @ [H, 3H] -> [M, 3H]
         probs = np.zeros((B, N, T, T), dtype) if output_attentions else no_probs
         cpu.attention(qkv, layer.qkv.bias, seq_start, key_start, uniform, token_index, T, N, layer.distance,
-                      w.relative, context, probs, output_attentions)  # -> [M, H], [B, N, T, T]
-        np.matmul(context, layer.attention_output.weight, out=projected)  # [M, H] @ [H, H] -> [M, H]
+                      w.relative, context, probs, output_attentions, parallel)  # -> [M, H], [B, N, T, T]
+        linear(context, layer.attention_output, projected)  # [M, H] @ [H, H] -> [M, H]
         cpu.bias_residual_layer_norm(projected, layer.attention_output.bias, x, layer.attention_norm.weight,
-                                     layer.attention_norm.bias, eps)  # BertSelfOutput: x [M, H]
-        np.matmul(x, layer.intermediate.weight, out=intermediate)  # [M, H] @ [H, I] -> [M, I]
-        cpu.bias_activation(intermediate, layer.intermediate.bias, w.activation)  # BertIntermediate
-        np.matmul(intermediate, layer.output.weight, out=projected)  # [M, I] @ [I, H] -> [M, H]
+                                     layer.attention_norm.bias, eps, parallel)  # BertSelfOutput: x [M, H]
+        linear(x, layer.intermediate, intermediate)  # [M, H] @ [H, I] -> [M, I]
+        cpu.bias_activation(intermediate, layer.intermediate.bias, w.activation, parallel)  # BertIntermediate
+        linear(intermediate, layer.output, projected)  # [M, I] @ [I, H] -> [M, H]
         cpu.bias_residual_layer_norm(projected, layer.output.bias, x, layer.output_norm.weight,
-                                     layer.output_norm.bias, eps)  # BertOutput: x [M, H]
+                                     layer.output_norm.bias, eps, parallel)  # BertOutput: x [M, H]
         if output_hidden_states:
             hidden_states.append(_scatter(x, token_index, B, T))
         if output_attentions:

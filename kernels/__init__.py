@@ -1,13 +1,14 @@
-"""Fast versions of bertnp's ops (Numba on CPU), installed as bertnp.kernels.
+"""Fast versions of bertnp's ops, installed as bertnp.kernels: Numba kernels (cpu.py) and GEMMs (gemm.py).
 
-Importing this package picks Numba's threading layer and reads BERTNP_NUM_THREADS; the kernels live in
-bertnp.kernels.cpu. Both must happen before the first parallel kernel runs, so they happen here.
+Importing this package picks Numba's threading layer and reads BERTNP_NUM_THREADS, before any parallel
+kernel runs.
 
-Threading layer. A forward pass alternates BLAS GEMMs (OpenBLAS's own pthreads) with Numba's parallel
-kernels. Numba's OpenMP layer keeps its threads spinning after each kernel, and OpenBLAS's threads spin
-after each GEMM: on a 2-core machine the two pools then wait on each other's spinning, and one 16-token
-MiniLM text took 203 ms instead of 5. The workqueue layer, built into every Numba, parks its threads on a
-condition variable instead, so we pick it. An explicit NUMBA_THREADING_LAYER still wins.
+Threads. A forward pass alternates BLAS GEMMs with Numba's parallel kernels, and two thread pools that
+spin while idle starve each other on a machine with as many threads as cores. Numba's OpenMP layer keeps
+its threads spinning after each kernel: one 16-token MiniLM text took 203 ms instead of 5 on 2 cores. So
+we pick the workqueue layer, built into every Numba, whose threads sleep on a condition variable (an
+explicit NUMBA_THREADING_LAYER still wins). OpenBLAS's threads spin too, after each GEMM; gemm.py says
+how bertnp.fast keeps them out of the way. One number sets both: `set_threads` (or BERTNP_NUM_THREADS).
 
 workqueue has one limit: it aborts the whole process ("Concurrent access has been detected") when two
 Python threads launch parallel kernels at the same time (Numba releases the GIL inside a parallel

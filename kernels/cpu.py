@@ -32,12 +32,13 @@ from numba.extending import overload
 
 SUM_FASTMATH = {"reassoc", "contract", "nsz"}
 EXACT_FASTMATH = {"contract"}
+COMMON = {"cache": True, "error_model": "numpy"}  # x / 0 is inf as in NumPy: a raise in a loop would stop SIMD
 
-kernel = numba.njit(cache=True, fastmath=SUM_FASTMATH, parallel=True)  # prange over rows or (sequence, head)
-elementwise_kernel = numba.njit(cache=True, fastmath=EXACT_FASTMATH, parallel=True)  # may call erf
-serial_kernel = numba.njit(cache=True, fastmath=SUM_FASTMATH)  # bookkeeping too small to split; row helpers
-helper = numba.njit(cache=True, fastmath=EXACT_FASTMATH)  # scalar math small enough for LLVM to inline
-inlined_helper = numba.njit(cache=True, fastmath=EXACT_FASTMATH, inline="always")  # too large: Numba inlines
+kernel = numba.njit(fastmath=SUM_FASTMATH, parallel=True, **COMMON)  # prange over rows or (sequence, head)
+serial_kernel = numba.njit(fastmath=SUM_FASTMATH, **COMMON)  # bookkeeping too small to split; row helpers
+helper = numba.njit(fastmath=EXACT_FASTMATH, **COMMON)  # scalar math small enough for LLVM to inline
+inlined_helper = numba.njit(fastmath=EXACT_FASTMATH, inline="always", **COMMON)  # too large: Numba inlines
+elementwise_helper = numba.njit(fastmath=EXACT_FASTMATH, **COMMON)  # a row loop that may call erf
 
 # Activation codes for `bias_activation`: every name of model.ACTIVATIONS.
 GELU, GELU_TANH, GELU_FAST, QUICK_GELU, SILU, RELU = range(6)
@@ -46,7 +47,7 @@ ACTIVATION_CODES = {"gelu": GELU, "gelu_new": GELU_TANH, "gelu_pytorch_tanh": GE
 
 # Relative position codes for `attention` (config.position_embedding_type).
 RELATIVE_CODES = {"absolute": 0, "relative_key": 1, "relative_key_query": 2}
-QUERY_BLOCK = 64  # queries per pass of `attention`: [nk, 64] scores stay in L1/L2 up to 512 keys
+QUERY_BLOCK = 128  # queries per pass of `attention`: [nk, 128] scores stay in L2 up to 512 keys
 
 
 # ---- scalar math that vectorizes -----------------------------------------------------------------------
@@ -95,7 +96,7 @@ def exp_float32(x):
 
 @inlined_helper
 def erf_float32(x):
-    """erf(x) in float32 within 1.1 ulp (tests/test_kernels.py measures it), both ranges computed, one selected."""
+    """erf(x) in float32 within 1.3 ulp (tests/test_kernels.py measures it): both ranges computed, one selected."""
     ax = abs(x)
     s = x * x
     p = ERF_P[0]
@@ -131,7 +132,7 @@ def erf(x):
     return math.erf(x)
 
 
-@overload(exp)
+@overload(exp, inline="always")
 def _exp(x):
     if x == types.float32:
         return lambda x: exp_float32(x)
@@ -191,6 +192,9 @@ def pack(attention_mask):
 
 
 # ---- row kernels ---------------------------------------------------------------------------------------
+# Each kernel is a driver and a per-row (or per-head) helper. The driver's last argument, parallel,
+# chooses between prange over Numba's threads and a plain loop on the calling thread: for one short
+# text, waking the threads costs more than the work (bertnp.fast decides, from the number of tokens).
 
 
 @serial_kernel
@@ -212,91 +216,220 @@ def layer_norm_row(row, gamma, beta, eps):
         row[k] = (row[k] - mean_f) * inv_f * gamma[k] + beta[k]
 
 
+@serial_kernel
+def embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
+              add_positions, out):
+    T = input_ids.shape[1]
+    b, t = token_index[m] // T, token_index[m] % T
+    w, ty = input_ids[b, t], token_type_ids[b, t]
+    row = out[m]
+    if add_positions:
+        for k in range(row.shape[0]):
+            row[k] = word[w, k] + token_type[ty, k] + position[t, k]
+    else:
+        for k in range(row.shape[0]):
+            row[k] = word[w, k] + token_type[ty, k]
+    layer_norm_row(row, gamma, beta, eps)
+
+
 @kernel
 def embed_layer_norm(input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
-                     add_positions, out):
+                     add_positions, out, parallel):
     """model.embeddings on packed tokens: out[m] = LayerNorm(word + token type (+ position)).
 
     input_ids, token_type_ids: [B, T] padded; token_index: [M] from `pack`; out: [M, H]. The position of
     a token is its index in its row, as in the reference; relative models (add_positions false) add none.
     """
-    T = input_ids.shape[1]
-    H = out.shape[1]
-    for m in prange(out.shape[0]):
-        b, t = token_index[m] // T, token_index[m] % T
-        w, ty = input_ids[b, t], token_type_ids[b, t]
-        row = out[m]
-        if add_positions:
-            for k in range(H):
-                row[k] = word[w, k] + token_type[ty, k] + position[t, k]
-        else:
-            for k in range(H):
-                row[k] = word[w, k] + token_type[ty, k]
-        layer_norm_row(row, gamma, beta, eps)
+    if not parallel:
+        for m in range(out.shape[0]):
+            embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
+                      add_positions, out)
+    else:
+        for m in prange(out.shape[0]):
+            embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
+                      add_positions, out)
+
+
+@serial_kernel
+def bias_residual_layer_norm_row(h, bias, row, gamma, beta, eps):
+    for k in range(row.shape[0]):
+        row[k] = h[k] + bias[k] + row[k]
+    layer_norm_row(row, gamma, beta, eps)
 
 
 @kernel
-def bias_residual_layer_norm(h, bias, x, gamma, beta, eps):
+def bias_residual_layer_norm(h, bias, x, gamma, beta, eps, parallel):
     """BertSelfOutput / BertOutput: x = model.layer_norm(h + bias + x), in place in x [M, H].
 
     h [M, H] is the GEMM output (model.linear without its bias), x the residual stream.
     """
-    H = x.shape[1]
-    for m in prange(x.shape[0]):
-        row = x[m]
-        for k in range(H):
-            row[k] = h[m, k] + bias[k] + row[k]
-        layer_norm_row(row, gamma, beta, eps)
+    if not parallel:
+        for m in range(x.shape[0]):
+            bias_residual_layer_norm_row(h[m], bias, x[m], gamma, beta, eps)
+    else:
+        for m in prange(x.shape[0]):
+            bias_residual_layer_norm_row(h[m], bias, x[m], gamma, beta, eps)
 
 
-@elementwise_kernel
-def bias_activation(x, bias, activation):
-    """BertIntermediate: x = model.ACTIVATIONS[name](x + bias), in place in x [M, I].
-
-    activation is ACTIVATION_CODES[name]. The tanh forms use 0.5 v (1 + tanh u) = v / (1 + e^(-2u)).
-    """
-    F = x.dtype.type
+@elementwise_helper
+def bias_activation_row(row, bias, activation):
+    F = row.dtype.type
     zero, half, one, two = F(0.0), F(0.5), F(1.0), F(2.0)
     sqrt_half = F(math.sqrt(0.5))
     sqrt_2_over_pi, fast_constant = F(math.sqrt(2.0 / math.pi)), F(0.7978845608)
     cubic, quick = F(0.044715), F(1.702)
-    I = x.shape[1]
-    for m in prange(x.shape[0]):
-        row = x[m]
-        if activation == GELU:
-            for i in range(I):
-                v = row[i] + bias[i]
-                row[i] = v * half * (one + erf(v * sqrt_half))
-        elif activation == GELU_TANH:
-            for i in range(I):
-                v = row[i] + bias[i]
-                u = sqrt_2_over_pi * (v + cubic * (v * v * v))
-                row[i] = v / (one + exp(-two * u))
-        elif activation == GELU_FAST:
-            for i in range(I):
-                v = row[i] + bias[i]
-                u = v * fast_constant * (one + cubic * v * v)
-                row[i] = v / (one + exp(-two * u))
-        elif activation == QUICK_GELU:
-            for i in range(I):
-                v = row[i] + bias[i]
-                row[i] = v / (one + exp(-quick * v))
-        elif activation == SILU:
-            for i in range(I):
-                v = row[i] + bias[i]
-                row[i] = v / (one + exp(-v))
-        else:
-            for i in range(I):
-                v = row[i] + bias[i]
-                row[i] = zero if v < zero else v
+    I = row.shape[0]
+    if activation == GELU:
+        for i in range(I):
+            v = row[i] + bias[i]
+            row[i] = v * half * (one + erf(v * sqrt_half))
+    elif activation == GELU_TANH:
+        for i in range(I):
+            v = row[i] + bias[i]
+            u = sqrt_2_over_pi * (v + cubic * (v * v * v))
+            row[i] = v / (one + exp(-two * u))
+    elif activation == GELU_FAST:
+        for i in range(I):
+            v = row[i] + bias[i]
+            u = v * fast_constant * (one + cubic * v * v)
+            row[i] = v / (one + exp(-two * u))
+    elif activation == QUICK_GELU:
+        for i in range(I):
+            v = row[i] + bias[i]
+            row[i] = v / (one + exp(-quick * v))
+    elif activation == SILU:
+        for i in range(I):
+            v = row[i] + bias[i]
+            row[i] = v / (one + exp(-v))
+    else:
+        for i in range(I):
+            v = row[i] + bias[i]
+            row[i] = zero if v < zero else v
+
+
+@kernel
+def bias_activation(x, bias, activation, parallel):
+    """BertIntermediate: x = model.ACTIVATIONS[name](x + bias), in place in x [M, I].
+
+    activation is ACTIVATION_CODES[name]. The tanh forms use 0.5 v (1 + tanh u) = v / (1 + e^(-2u)).
+    """
+    if not parallel:
+        for m in range(x.shape[0]):
+            bias_activation_row(x[m], bias, activation)
+    else:
+        for m in prange(x.shape[0]):
+            bias_activation_row(x[m], bias, activation)
 
 
 # ---- attention -----------------------------------------------------------------------------------------
 
 
+@serial_kernel
+def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance, relative,
+           context, probs, write_probs):
+    """One (sequence s, head h) of `attention`."""
+    H = context.shape[1]
+    D = H // n_heads
+    P = (distance.shape[0] + 1) // 2
+    F = qkv.dtype.type
+    scale = F(D**-0.5)
+    q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
+    nk = q1 - k0
+    q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
+    keys, values = qkv[k0:q1, k_col:k_col + D], qkv[k0:q1, v_col:v_col + D]  # [nk, D] each, bias not yet added
+    query_bias, key_bias, value_bias = qkv_bias[q_col:q_col + D], qkv_bias[k_col:k_col + D], qkv_bias[v_col:v_col + D]
+    queries_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
+    scores_t = np.empty((nk, QUERY_BLOCK), qkv.dtype)  # [nk, b]: one key per row, one query per lane
+    top = np.empty(QUERY_BLOCK, qkv.dtype)
+    total = np.empty(QUERY_BLOCK, np.float64)
+    inv_total = np.empty(QUERY_BLOCK, qkv.dtype)
+    context_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
+    for b0 in range(q0, q1, QUERY_BLOCK):
+        nb = min(QUERY_BLOCK, q1 - b0)
+        queries = qkv[b0:b0 + nb, q_col:q_col + D]
+        for d in range(D):
+            q_t, bias = queries_t[d], query_bias[d]
+            for i in range(nb):
+                q_t[i] = queries[i, d] + bias
+        for j in range(nk):  # scores^T = K Q^T
+            row, key = scores_t[j], keys[j]
+            for i in range(nb):
+                row[i] = 0
+            d = 0
+            while d + 4 <= D:
+                a0, a1 = key[d] + key_bias[d], key[d + 1] + key_bias[d + 1]
+                a2, a3 = key[d + 2] + key_bias[d + 2], key[d + 3] + key_bias[d + 3]
+                c0, c1, c2, c3 = queries_t[d], queries_t[d + 1], queries_t[d + 2], queries_t[d + 3]
+                for i in range(nb):
+                    row[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
+                d += 4
+            for d in range(d, D):
+                a0, c0 = key[d] + key_bias[d], queries_t[d]
+                for i in range(nb):
+                    row[i] += a0 * c0[i]
+        if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
+            for j in range(nk):
+                t_k = token_index[k0 + j] % T
+                for i in range(nb):
+                    table = distance[token_index[b0 + i] % T - t_k + P - 1]
+                    term = F(0.0)
+                    for d in range(D):
+                        term += queries_t[d, i] * table[d]
+                    if relative == 2:
+                        for d in range(D):
+                            term += (keys[j, d] + key_bias[d]) * table[d]
+                    scores_t[j, i] += term
+        for i in range(nb):  # model.softmax, down each column; the division comes last
+            total[i] = 0.0
+        if uniform[s]:  # every key masked: the reference's softmax of equal values
+            for j in range(nk):
+                row = scores_t[j]
+                for i in range(nb):
+                    row[i] = 1
+                    total[i] += 1
+        else:
+            for j in range(nk):
+                row = scores_t[j]
+                for i in range(nb):
+                    row[i] *= scale
+                    top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
+            for j in range(nk):
+                row = scores_t[j]
+                for i in range(nb):
+                    row[i] = exp(row[i] - top[i])
+                    total[i] += row[i]
+        for d in range(D):  # context^T = V^T exp(scores)^T
+            out = context_t[d]
+            for i in range(nb):
+                out[i] = 0
+            j = 0
+            while j + 4 <= nk:
+                a0, a1, a2, a3 = values[j, d], values[j + 1, d], values[j + 2, d], values[j + 3, d]
+                c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
+                for i in range(nb):
+                    out[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
+                j += 4
+            for j in range(j, nk):
+                a0, c0 = values[j, d], scores_t[j]
+                for i in range(nb):
+                    out[i] += a0 * c0[i]
+        for i in range(nb):  # probabilities sum to 1, so the value bias adds once, after the division
+            inv_total[i] = F(1.0 / total[i])
+        outputs = context[b0:b0 + nb, q_col:q_col + D]
+        for d in range(D):
+            c_t, bias = context_t[d], value_bias[d]
+            for i in range(nb):
+                outputs[i, d] = c_t[i] * inv_total[i] + bias
+        if write_probs:
+            for i in range(nb):
+                t_q = token_index[b0 + i] % T
+                for j in range(nk):
+                    probs[s, h, t_q, token_index[k0 + j] % T] = scores_t[j, i] * inv_total[i]
+
+
 @kernel
 def attention(qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance, relative,
-              context, probs, write_probs):
+              context, probs, write_probs, parallel):
     """model.self_attention after its GEMM, per (sequence, head), each sequence at its own length.
 
     qkv: [M, 3H] packed tokens @ [Wq | Wk | Wv] without bias; qkv_bias: [3H]. seq_start, key_start,
@@ -307,103 +440,17 @@ def attention(qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_he
 
     Queries run along the SIMD lanes, QUERY_BLOCK at a time, and every inner loop is elementwise over
     them: scores^T = K Q^T (rank-4 updates), softmax down each column (max and sum elementwise, no
-    horizontal reduction), context^T = V^T scores^T (rank-4 updates). LLVM vectorizes all of it.
+    horizontal reduction), context^T = V^T scores^T (rank-4 updates). LLVM vectorizes all of it. K and
+    V are read in place from qkv, a scalar at a time; only Q is copied, transposed, into scratch.
+    These loops reach about half of one core's FMA peak; np.dot per head (BLAS, but through SciPy, a
+    dependency we avoid) would be about 3x faster on the two products, which are ~5% of a forward pass.
     """
-    H = context.shape[1]
-    D = H // n_heads
-    P = (distance.shape[0] + 1) // 2
-    F = qkv.dtype.type
-    scale = F(D**-0.5)
-    for job in prange((seq_start.shape[0] - 1) * n_heads):
-        s, h = job // n_heads, job % n_heads
-        q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
-        nk = q1 - k0
-        q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
-        keys = np.empty((nk, D), qkv.dtype)  # [nk, D]
-        values_t = np.empty((D, nk), qkv.dtype)  # [D, nk]
-        for j in range(nk):
-            k_in, v_in, k_out = qkv[k0 + j, k_col:k_col + D], qkv[k0 + j, v_col:v_col + D], keys[j]
-            for d in range(D):
-                k_out[d] = k_in[d] + qkv_bias[k_col + d]
-                values_t[d, j] = v_in[d] + qkv_bias[v_col + d]
-        queries_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
-        scores_t = np.empty((nk, QUERY_BLOCK), qkv.dtype)  # [nk, b]: one key per row, one query per lane
-        top = np.empty(QUERY_BLOCK, qkv.dtype)
-        total = np.empty(QUERY_BLOCK, np.float64)
-        context_t = np.empty((D, QUERY_BLOCK), qkv.dtype)
-        for b0 in range(q0, q1, QUERY_BLOCK):
-            nb = min(QUERY_BLOCK, q1 - b0)
-            for i in range(nb):
-                q_in = qkv[b0 + i, q_col:q_col + D]
-                for d in range(D):
-                    queries_t[d, i] = q_in[d] + qkv_bias[q_col + d]
-            for j in range(nk):  # scores^T = K Q^T
-                row, key = scores_t[j], keys[j]
-                for i in range(nb):
-                    row[i] = 0
-                d = 0
-                while d + 4 <= D:
-                    a0, a1, a2, a3 = key[d], key[d + 1], key[d + 2], key[d + 3]
-                    c0, c1, c2, c3 = queries_t[d], queries_t[d + 1], queries_t[d + 2], queries_t[d + 3]
-                    for i in range(nb):
-                        row[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
-                    d += 4
-                for d in range(d, D):
-                    a0, c0 = key[d], queries_t[d]
-                    for i in range(nb):
-                        row[i] += a0 * c0[i]
-            if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
-                for j in range(nk):
-                    t_k = token_index[k0 + j] % T
-                    for i in range(nb):
-                        table = distance[token_index[b0 + i] % T - t_k + P - 1]
-                        term = F(0.0)
-                        for d in range(D):
-                            term += queries_t[d, i] * table[d]
-                        if relative == 2:
-                            for d in range(D):
-                                term += keys[j, d] * table[d]
-                        scores_t[j, i] += term
-            for i in range(nb):  # model.softmax, down each column
-                total[i] = 0.0
-            if uniform[s]:  # every key masked: the reference's softmax of equal values
-                for j in range(nk):
-                    row = scores_t[j]
-                    for i in range(nb):
-                        row[i] = 1
-                        total[i] += 1
-            else:
-                for j in range(nk):
-                    row = scores_t[j]
-                    for i in range(nb):
-                        row[i] *= scale
-                        top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
-                for j in range(nk):
-                    row = scores_t[j]
-                    for i in range(nb):
-                        row[i] = exp(row[i] - top[i])
-                        total[i] += row[i]
-            for d in range(D):  # context^T = V^T exp(scores)^T, divided by the totals below
-                out, value = context_t[d], values_t[d]
-                for i in range(nb):
-                    out[i] = 0
-                j = 0
-                while j + 4 <= nk:
-                    a0, a1, a2, a3 = value[j], value[j + 1], value[j + 2], value[j + 3]
-                    c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
-                    for i in range(nb):
-                        out[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
-                    j += 4
-                for j in range(j, nk):
-                    a0, c0 = value[j], scores_t[j]
-                    for i in range(nb):
-                        out[i] += a0 * c0[i]
-            for i in range(nb):
-                inv_total = F(1.0 / total[i])
-                out = context[b0 + i, q_col:q_col + D]
-                for d in range(D):
-                    out[d] = context_t[d, i] * inv_total
-                if write_probs:
-                    t_q = token_index[b0 + i] % T
-                    for j in range(nk):
-                        probs[s, h, t_q, token_index[k0 + j] % T] = scores_t[j, i] * inv_total
+    S = seq_start.shape[0] - 1
+    if not parallel:
+        for job in range(S * n_heads):
+            attend(job // n_heads, job % n_heads, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T,
+                   n_heads, distance, relative, context, probs, write_probs)
+    else:
+        for job in prange(S * n_heads):
+            attend(job // n_heads, job % n_heads, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T,
+                   n_heads, distance, relative, context, probs, write_probs)

@@ -24,7 +24,7 @@ from parity import assert_close
 from bertnp import model
 from bertnp.erf import erf as erf_reference
 from bertnp.errors import BertnpError
-from bertnp.kernels import cpu, set_threads
+from bertnp.kernels import cpu, gemm, set_threads
 from bertnp.weights import LayerNorm, Linear
 
 DTYPES = [np.float32, np.float64]
@@ -166,7 +166,7 @@ def test_embed_layer_norm_matches_embeddings(dtype, data):
     token_index, *_ = cpu.pack(mask)
     out = np.empty((token_index.size, H), dtype)
     cpu.embed_layer_norm(ids, token_types, token_index, frozen(w.word), frozen(w.position), frozen(w.token_type),
-                         frozen(w.norm.weight), frozen(w.norm.bias), eps, absolute, out)
+                         frozen(w.norm.weight), frozen(w.norm.bias), eps, absolute, out, data.draw(st.booleans()))
     want = model.embeddings(ids, token_types, w, config, np).reshape(B * T, H)[token_index]
     assert_close(f"embed_layer_norm {np.dtype(dtype).name}", out, want, ATOL[dtype])
 
@@ -182,7 +182,8 @@ def test_bias_residual_layer_norm_matches_layer_norm(dtype, data):
     bias = rng.standard_normal(H).astype(dtype)
     norm = LayerNorm(1 + 0.1 * rng.standard_normal(H).astype(dtype), 0.1 * rng.standard_normal(H).astype(dtype))
     want = model.layer_norm(h + bias + x, norm, eps, np)
-    cpu.bias_residual_layer_norm(h, frozen(bias), x, frozen(norm.weight), frozen(norm.bias), eps)
+    cpu.bias_residual_layer_norm(h, frozen(bias), x, frozen(norm.weight), frozen(norm.bias), eps,
+                                 data.draw(st.booleans(), label="parallel"))
     assert_close(f"bias_residual_layer_norm {np.dtype(dtype).name}", x, want, ATOL[dtype])
 
 
@@ -198,7 +199,7 @@ def test_bias_activation_matches_activations(name, dtype, data):
     bias = rng.standard_normal(I).astype(dtype)
     with np.errstate(over="ignore"):  # the reference's exp overflows to inf in the tails, correctly
         want = model.ACTIVATIONS[name](x + bias, np)
-    cpu.bias_activation(x, frozen(bias), cpu.ACTIVATION_CODES[name])
+    cpu.bias_activation(x, frozen(bias), cpu.ACTIVATION_CODES[name], data.draw(st.booleans(), label="parallel"))
     assert_close(f"bias_activation {name} {np.dtype(dtype).name}", x, want, ATOL[dtype])
 
 
@@ -211,7 +212,7 @@ def test_bias_activation_matches_activations(name, dtype, data):
 def test_attention_matches_self_attention(dtype, data):
     """Context and probabilities of every computed query, pad-free, against the padded reference."""
     B = data.draw(st.integers(1, 3), label="B")
-    T = data.draw(st.sampled_from([1, 2, 5, 9, 16, 63, 64, 65, 130]), label="T")  # query blocks of 64
+    T = data.draw(st.sampled_from([1, 2, 5, 9, 16, 127, 128, 129]), label="T")  # query blocks of 128
     N, D = data.draw(st.integers(1, 3), label="N"), data.draw(st.integers(1, 11), label="D")  # D % 4 != 0 too
     kind = data.draw(st.sampled_from(list(cpu.RELATIVE_CODES)), label="position_embedding_type")
     H, P = N * D, T + data.draw(st.integers(0, 3))
@@ -235,7 +236,7 @@ def test_attention_matches_self_attention(dtype, data):
     context = np.empty((token_index.size, H), dtype)
     probs = np.zeros((B, N, T, T), dtype)
     cpu.attention(qkv, bias, seq_start, key_start, uniform, token_index, T, N, distance, cpu.RELATIVE_CODES[kind],
-                  context, probs, True)
+                  context, probs, True, data.draw(st.booleans(), label="parallel"))
     name = f"attention {kind} {np.dtype(dtype).name}"
     assert_close(f"{name} context", context, want_context.reshape(B * T, H)[token_index], ATOL[dtype])
     rows = computed_positions(mask)[:, None, :].repeat(N, axis=1)  # [B, N, T] computed query rows
@@ -249,7 +250,7 @@ def test_attention_matches_self_attention(dtype, data):
 def test_parallel_kernels_run_on_the_workqueue_layer():
     """OpenMP threads spinning against OpenBLAS's cost 40x on 2 cores (kernels/__init__.py): keep workqueue."""
     x = np.zeros((4, 8), np.float32)
-    cpu.bias_activation(x, frozen(np.zeros(8, np.float32)), cpu.RELU)
+    cpu.bias_activation(x, frozen(np.zeros(8, np.float32)), cpu.RELU, True)
     expected = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
     assert numba.threading_layer() == expected
 
@@ -279,3 +280,29 @@ def test_bertnp_num_threads_is_read_at_import():
     env["BERTNP_NUM_THREADS"] = "many"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "BERTNP_NUM_THREADS='many'" in out.stderr
+
+
+# ---- GEMMs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gemm_matmul_splits_rows_exactly(dtype, threads):
+    rng = np.random.default_rng(threads)
+    for rows in (1, 5, 6, 7, 100):
+        a, b = rng.standard_normal((rows, 33)).astype(dtype), frozen(rng.standard_normal((33, 17)).astype(dtype))
+        out = np.full((rows, 17), np.nan, dtype)
+        gemm.matmul(a, b, out, threads)
+        assert_close(f"gemm.matmul {rows} rows on {threads} threads", out, a @ b, ATOL[dtype])
+
+
+def test_single_threaded_blas_limits_and_restores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with gemm.single_threaded_blas():
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
