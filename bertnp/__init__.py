@@ -6,7 +6,9 @@ from .config import BertConfig
 from .embedder import Embedder
 from .errors import BertnpError, ConfigError, InputError, TokenizerError, WeightsError
 from .model import BertOutput
+from .pipelines import FillMask, QuestionAnswerer, TokenClassifier, ZeroShotClassifier
 
-__all__ = ["Bert", "BertConfig", "BertOutput", "BertnpError", "Classifier", "ConfigError", "Embedder", "InputError",
-           "TokenizerError", "WeightsError", "load"]
+__all__ = ["Bert", "BertConfig", "BertOutput", "BertnpError", "Classifier", "ConfigError", "Embedder", "FillMask",
+           "InputError", "QuestionAnswerer", "TokenClassifier", "TokenizerError", "WeightsError", "ZeroShotClassifier",
+           "load"]
 __version__ = "0.1.0"
