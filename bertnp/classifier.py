@@ -64,6 +64,9 @@ class Classifier:
                  deterministic: bool = False):
         self.model = model if isinstance(model, Bert) else load(model, backend=backend, deterministic=deterministic)
         self.zero_shot = self.model.weights.classifier is None
+        if self.model.architecture not in ("BertModel", "BertForSequenceClassification"):
+            raise InputError(f"{self.model.folder}: a {self.model.architecture} checkpoint classifies tokens or spans, "
+                             "not texts: use bertnp.TokenClassifier, QuestionAnswerer or FillMask")
         if self.zero_shot:
             if not labels:
                 raise InputError("this checkpoint has no classifier head: pass labels=[...] to classify "

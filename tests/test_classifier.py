@@ -139,3 +139,8 @@ def test_bad_options():
         Classifier(TINY, long_text="chunk", max_length=8, stride=7).classify(["a b c d e f g h i j"])
     with pytest.raises(bertnp.InputError, match="text pairs"):
         Classifier(TINY, long_text="chunk").classify([("a", "b")])
+
+
+def test_token_level_checkpoints_point_to_their_pipelines():
+    with pytest.raises(bertnp.InputError, match="BertForQuestionAnswering checkpoint classifies tokens or spans"):
+        Classifier(os.path.join(WEIGHTS, "qa"))
