@@ -351,7 +351,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
             q_t, bias = queries_t[d], query_bias[d]
             for i in range(nb):
                 q_t[i] = queries[i, d] + bias
-        for j in range(nk):  # scores^T = K Q^T
+        for j in range(nk):  # scores^T = K Q^T, one key (row) at a time, kept in L1 until scaled
             row, key = scores_t[j], keys[j]
             for i in range(nb):
                 row[i] = 0
@@ -367,8 +367,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                 a0, c0 = key[d] + key_bias[d], queries_t[d]
                 for i in range(nb):
                     row[i] += a0 * c0[i]
-        if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
-            for j in range(nk):
+            if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
                 t_k = token_index[k0 + j] % T
                 for i in range(nb):
                     table = distance[token_index[b0 + i] % T - t_k + P - 1]
@@ -377,40 +376,40 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                         term += queries_t[d, i] * table[d]
                     if relative == 2:
                         for d in range(D):
-                            term += (keys[j, d] + key_bias[d]) * table[d]
-                    scores_t[j, i] += term
-        for i in range(nb):  # model.softmax, down each column; the division comes last
+                            term += (key[d] + key_bias[d]) * table[d]
+                    row[i] += term
+            for i in range(nb):  # model.softmax begins: scale, and the largest score of each query
+                row[i] *= scale
+                top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
+        for i in range(nb):
             total[i] = 0.0
-        if uniform[s]:  # every key masked: the reference's softmax of equal values
-            for j in range(nk):
-                row = scores_t[j]
+        for j in range(nk):
+            row = scores_t[j]
+            if uniform[s]:  # every key masked: the reference's softmax of equal values
                 for i in range(nb):
                     row[i] = 1
                     total[i] += 1
-        else:
-            for j in range(nk):
-                row = scores_t[j]
-                for i in range(nb):
-                    row[i] *= scale
-                    top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
-            for j in range(nk):
-                row = scores_t[j]
+            else:
                 for i in range(nb):
                     row[i] = exp(row[i] - top[i])
                     total[i] += row[i]
-        for d in range(D):  # context^T = V^T exp(scores)^T
+        for d in range(D):  # context^T = V^T exp(scores)^T, four keys per pass over the [D, b] output in L1
             out = context_t[d]
             for i in range(nb):
                 out[i] = 0
-            j = 0
-            while j + 4 <= nk:
+        j = 0
+        while j + 4 <= nk:
+            c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
+            for d in range(D):
                 a0, a1, a2, a3 = values[j, d], values[j + 1, d], values[j + 2, d], values[j + 3, d]
-                c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
+                out = context_t[d]
                 for i in range(nb):
                     out[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
-                j += 4
-            for j in range(j, nk):
-                a0, c0 = values[j, d], scores_t[j]
+            j += 4
+        for j in range(j, nk):
+            c0 = scores_t[j]
+            for d in range(D):
+                a0, out = values[j, d], context_t[d]
                 for i in range(nb):
                     out[i] += a0 * c0[i]
         for i in range(nb):  # probabilities sum to 1, so the value bias adds once, after the division
