@@ -38,7 +38,7 @@ from .kernels import LAUNCH_LOCK, cpu, gemm
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm
 
-PARALLEL_MIN_TOKENS = 64
+PARALLEL_MIN_TOKENS = 128  # MiniLM, 2 cores: 64 tokens 12.5 ms on the calling thread vs 16.1 ms split; 256: 53.5 vs 47.4
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,7 @@ def layer_norm_row(row, gamma, beta, eps):
 @serial_kernel
 def embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
               add_positions, out):
+    """Row m of `embed_layer_norm`."""
     T = input_ids.shape[1]
     b, t = token_index[m] // T, token_index[m] % T
     w, ty = input_ids[b, t], token_type_ids[b, t]
@@ -252,6 +253,7 @@ def embed_layer_norm(input_ids, token_type_ids, token_index, word, position, tok
 
 @serial_kernel
 def bias_residual_layer_norm_row(h, bias, row, gamma, beta, eps):
+    """One row of `bias_residual_layer_norm`."""
     for k in range(row.shape[0]):
         row[k] = h[k] + bias[k] + row[k]
     layer_norm_row(row, gamma, beta, eps)
@@ -273,6 +275,7 @@ def bias_residual_layer_norm(h, bias, x, gamma, beta, eps, parallel):
 
 @elementwise_helper
 def bias_activation_row(row, bias, activation):
+    """One row of `bias_activation`: one loop per activation, each of which LLVM vectorizes."""
     F = row.dtype.type
     zero, half, one, two = F(0.0), F(0.5), F(1.0), F(2.0)
     sqrt_half = F(math.sqrt(0.5))
@@ -312,6 +315,8 @@ def bias_activation(x, bias, activation, parallel):
     """BertIntermediate: x = model.ACTIVATIONS[name](x + bias), in place in x [M, I].
 
     activation is ACTIVATION_CODES[name]. The tanh forms use 0.5 v (1 + tanh u) = v / (1 + e^(-2u)).
+    Parity trap: the reference widens exact GELU to float64 (NumPy has no float32 erf); float32 here stays
+    in float32 with erf_float32, a few float32 ulps from it.
     """
     if not parallel:
         for m in range(x.shape[0]):

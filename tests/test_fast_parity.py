@@ -117,10 +117,13 @@ def test_random_checkpoints_match_reference(data):
     config, pooler, classifier = data.draw(checkpoints(), label="config")
     enc = data.draw(batches(config), label="batch")
     seed = data.draw(st.integers(0, 1000), label="seed")
+    threads = data.draw(st.booleans(), label="threads")  # kernels on Numba's threads, GEMMs split; or not
     for dtype in (np.float32, np.float64):
         weights = random_weights(config, dtype, seed, pooler, classifier)
-        out = fast.forward(**enc, fast_weights=fast.prepare(weights, config), config=config,
-                           output_hidden_states=True, output_attentions=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast, "PARALLEL_MIN_TOKENS", 1 if threads else 10**9)
+            out = fast.forward(**enc, fast_weights=fast.prepare(weights, config), config=config,
+                               output_hidden_states=True, output_attentions=True)
         ref = model.bert(**enc, weights=weights, config=config, xp=np, output_hidden_states=True,
                          output_attentions=True)
         compare(out, ref, enc["attention_mask"], dtype, f"{config.position_embedding_type} {config.hidden_act}")
@@ -166,8 +169,15 @@ def minilm(minilm_path):
     return {name: (m, fast.prepare(m.weights, m.config)) for name, m in loaded.items()}
 
 
+@pytest.fixture(params=["one thread", "threads"])
+def regime(request, monkeypatch):
+    """Both ways fast.forward runs: kernels on the calling thread, or on Numba's threads with split GEMMs."""
+    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 10**9 if request.param == "one thread" else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_minilm_mixed_lengths_match_reference(minilm, dtype):
+def test_minilm_mixed_lengths_match_reference(minilm, dtype, regime):
     m, fw = minilm[np.dtype(dtype).name]
     enc = m.tokenize(TEXTS)
     assert len(set(enc["attention_mask"].sum(axis=1))) == len(TEXTS)  # every length differs
@@ -178,14 +188,17 @@ def test_minilm_mixed_lengths_match_reference(minilm, dtype):
     worst = {k: v for k, v in errors.items() if not k.startswith(("hidden_states[", "attentions["))}
     worst["hidden_states (max)"] = max(v for k, v in errors.items() if k.startswith("hidden_states["))
     worst["attentions (max)"] = max(v for k, v in errors.items() if k.startswith("attentions["))
-    print(f"MiniLM {np.dtype(dtype).name} fast vs reference, max abs error:",
+    print(f"MiniLM {np.dtype(dtype).name} ({regime}) fast vs reference, max abs error:",
           ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
 
 
-def test_minilm_text_alone_equals_text_in_batch(minilm):
+def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch):
+    """Alone, a text runs on the calling thread; in the batch, on every thread with split GEMMs."""
     m, fw = minilm["float32"]
     batch = m.tokenize(TEXTS)
+    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 1)
     together = fast.forward(**batch, fast_weights=fw, config=m.config)
+    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 10**9)
     worst = 0.0
     for i, text in enumerate(TEXTS):
         alone = fast.forward(**m.tokenize([text]), fast_weights=fw, config=m.config)
@@ -196,10 +209,11 @@ def test_minilm_text_alone_equals_text_in_batch(minilm):
     assert worst <= 1e-6, f"batch invariance: max abs difference {worst:.2e} > 1e-6"
 
 
-def test_minilm_forward_from_many_python_threads(minilm):
+def test_minilm_forward_from_many_python_threads(minilm, monkeypatch):
     """Concurrent callers must neither crash the workqueue layer (it aborts the process when two threads
     launch kernels at once: fast.forward takes kernels.LAUNCH_LOCK) nor mix up their results."""
     m, fw = minilm["float32"]
+    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 1)  # every call launches parallel kernels
     encodings = [m.tokenize(TEXTS[i:] + TEXTS[:i]) for i in range(4)]
     expected = [fast.forward(**enc, fast_weights=fw, config=m.config).last_hidden_state for enc in encodings]
     results, errors = [None] * 4, []
