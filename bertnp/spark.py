@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 from typing import Iterator, Tuple
 
@@ -161,14 +162,9 @@ def _locate(spark, model, ship) -> tuple[str, str]:
     if model.startswith(SPARK_FILES):
         if ship:
             raise InputError(f"model={model!r} is already in SparkFiles: leave ship=False")
-        from pyspark import SparkFiles
-
         name = model[len(SPARK_FILES):]
-        try:
-            folder = SparkFiles.get(name)
-        except Exception:  # no SparkContext (Spark Connect): SparkFiles has no root on this driver
-            folder = None
-        if not folder or not os.path.isdir(folder):
+        folder = _spark_file(name)
+        if folder is None:
             raise BertnpError(f"{model}: no folder {name!r} in SparkFiles on the driver; add one with "
                               f"sc.addFile(folder, recursive=True), sc.addArchive('model.zip#{name}') or "
                               f"spark-submit --archives model.zip#{name}, or pass a path with ship=True")
@@ -196,6 +192,23 @@ def _ship(spark, folder) -> str:
                               "same folder name, so rename one of them")
     sc.addFile(folder, recursive=True)
     return SPARK_FILES + name
+
+
+def _spark_file(name) -> str | None:
+    """The folder SparkFiles holds under `name` on this machine, or None.
+
+    Spark unpacks sc.addFile/addArchive and spark.archives under SparkFiles' root; YARN puts spark-submit
+    --archives in the container's working directory (the root on executors, not on a cluster-mode driver).
+    """
+    from pyspark import SparkFiles
+
+    candidates = []
+    try:
+        candidates.append(SparkFiles.get(name))
+    except Exception:  # no SparkContext here (Spark Connect): SparkFiles has no root
+        pass
+    candidates.append(os.path.abspath(name))
+    return next((path for path in candidates if os.path.isdir(path)), None)
 
 
 def _check_string_column(df, name):
@@ -246,9 +259,11 @@ def _build(kind, model, options, backend=None):
 def _worker_model(spec):
     model = spec["model"]
     if model.startswith(SPARK_FILES):
-        from pyspark import SparkFiles
-
-        model = SparkFiles.get(model[len(SPARK_FILES):])
+        folder = _spark_file(model[len(SPARK_FILES):])
+        if folder is None:
+            raise BertnpError(f"{model}: no such folder in SparkFiles on worker {socket.gethostname()} (pid "
+                              f"{os.getpid()}), nor in its working directory {os.getcwd()}")
+        model = folder
     key = (spec["kind"], model, tuple(sorted(spec["options"].items())), spec["backend"])
     if key not in _MODELS:
         start = time.perf_counter()
