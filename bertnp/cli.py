@@ -24,7 +24,11 @@ CHUNK = 1024  # texts read, computed and written at a time
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # texts after options (`classify MODEL --labels a,b "text"`): argparse leaves them over
+        if not hasattr(args, "texts") or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.texts = [*args.texts, *extra]
     if args.command is None:
         parser.print_usage(sys.stderr)
         return 2

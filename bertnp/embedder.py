@@ -110,8 +110,8 @@ class Embedder:
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
+        if self.lowercase:  # sentence-transformers' do_lower_case, for each text of a pair too
+            texts = [tuple(x.lower() for x in t) if isinstance(t, (tuple, list)) else t.lower() for t in texts]
         with _progress(progress, len(texts)) as update:
             vectors = self.model.run_batches(texts, self._pool, batch_size, self.max_length, progress=update)
         return unit_length(vectors) if self.normalize else vectors

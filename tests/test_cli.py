@@ -127,3 +127,10 @@ def test_convert_and_load_pytorch_model_bin(tmp_path):
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tmp_path / name, tmp_path / "converted" / name)
     np.testing.assert_array_equal(bertnp.load(tmp_path / "converted")(**enc).logits, expected)
+
+
+def test_texts_may_follow_options():
+    result = run("classify", TINY, "--top-k", "2", "the team won the game")
+    assert result.returncode == 0, result.stderr
+    assert jsonl(result.stdout)[0]["text"] == "the team won the game"
+    assert run("classify", TINY, "x", "--no-such-flag").returncode == 2
