@@ -23,9 +23,11 @@ import re
 
 import numpy as np
 
+from . import model
 from .bert import Bert, load
 from .embedder import Embedder
 from .errors import InputError
+from .pooling import normalize as unit_length
 from .tokenizer import as_batch
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
@@ -34,8 +36,7 @@ SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 def softmax(logits):
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return model.softmax(logits, np)
 
 
 def sigmoid(logits):
@@ -74,7 +75,7 @@ class Classifier:
             self.embedder = Embedder(self.model, max_length=max_length)
             self.labels = [str(label) for label in labels]
             self.label_vectors = self.embedder.embed(self.labels)  # [L, H]
-            self.label_vectors /= np.maximum(np.linalg.norm(self.label_vectors, axis=1, keepdims=True), 1e-12)
+            self.label_vectors = unit_length(self.label_vectors)
         else:
             self.labels = list(labels) if labels is not None else self.model.labels
             if len(self.labels) != self.model.config.num_labels:
@@ -150,7 +151,7 @@ class Classifier:
     def _scores(self, out, mask):
         if self.zero_shot:
             vectors = self.embedder._pool(out, mask)
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = unit_length(vectors)
             return vectors @ self.label_vectors.T  # cosine similarity [b, L]
         logits = out.logits
         return {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}[self.activation](logits)
