@@ -31,3 +31,18 @@ def minilm_path():
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# Modules whose results depend on the BLAS kernels and thread counts (batch heights, thread splits, parity
+# bounds): .ci/run runs them again with the other OpenBLAS kernels, at 1 and 2 threads (`-m blas`).
+BLAS_SENSITIVE = {
+    "test_deterministic.py", "test_fast_parity.py", "test_kernels.py", "test_gpu.py", "test_minilm.py",
+    "test_parity_random.py", "test_golden.py", "test_heads.py", "test_embedder.py", "test_classifier.py",
+    "test_cli.py", "test_heads_cli.py", "test_heads_pipelines.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in BLAS_SENSITIVE:
+            item.add_marker(pytest.mark.blas)
