@@ -21,7 +21,8 @@ On real tokens, pooler_output and logits the outputs equal the reference's withi
 Threads: below PARALLEL_MIN_TOKENS packed tokens, kernels run on the calling thread and BLAS threads its
 own GEMMs; from there on, kernels run on Numba's threads and GEMMs on single-threaded BLAS, split into
 row blocks by kernels.gemm (whose docstring says why). numba.get_num_threads() threads either way
-(kernels.set_threads sets it).
+(kernels.set_threads sets it). Deterministic mode runs every GEMM on single-threaded BLAS in blocks of
+DETERMINISTIC_ROWS rows, so that no result depends on the thread count.
 
 Shape letters as in model.py, plus M packed tokens.
 """
@@ -34,12 +35,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from . import blas
 from .config import BertConfig
 from .kernels import LAUNCH_LOCK, cpu, gemm
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm
 
 PARALLEL_MIN_TOKENS = 128  # MiniLM, 2 cores: 64 tokens 12.5 ms on the calling thread vs 16.1 ms split; 256: 53.5 vs 47.4
+DETERMINISTIC_ROWS = 64  # GEMM height in deterministic mode: 512 tokens make 8 blocks to share between threads
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,12 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights, config: BertConfig,
-            output_hidden_states=False, output_attentions=False) -> BertOutput:
+            output_hidden_states=False, output_attentions=False, deterministic=False) -> BertOutput:
     """model.bert on packed tokens: the same BertOutput, padded shapes, zeros where the mask pads out.
 
+    deterministic: every GEMM runs on one BLAS thread in row blocks of DETERMINISTIC_ROWS (kernels.gemm),
+    so that a row's result depends on the rows of its own GEMM only, never on the thread count. With one
+    sequence per call (as Bert's deterministic mode calls it) a text's outputs then depend on nothing else.
     Thread-safe: concurrent calls run one at a time (kernels.LAUNCH_LOCK), each on every core.
     """
     input_ids = np.array(input_ids, dtype=np.int64)  # fresh C-contiguous copies: one Numba signature
@@ -129,14 +135,16 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
         packed = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
         threads = numba.get_num_threads()
         parallel = threads > 1 and packed[0].shape[0] >= PARALLEL_MIN_TOKENS
-        blas_limit = gemm.single_threaded_blas() if parallel else None
-        gemm_threads = threads if blas_limit is not None else 1
-        with blas_limit or contextlib.nullcontext():  # no BLAS call of ours may wake BLAS's threads meanwhile
+        one_blas_thread = deterministic or parallel  # no BLAS call of ours may wake BLAS's threads meanwhile
+        gemm_threads = threads if one_blas_thread else 1
+        block_rows = DETERMINISTIC_ROWS if deterministic else None
+        with blas.single_threaded() if one_blas_thread else contextlib.nullcontext():
             return _forward(input_ids, types, packed, fast_weights, config, output_hidden_states, output_attentions,
-                            parallel, gemm_threads)
+                            parallel, gemm_threads, block_rows)
 
 
-def _forward(input_ids, types, packed, w, config, output_hidden_states, output_attentions, parallel, gemm_threads):
+def _forward(input_ids, types, packed, w, config, output_hidden_states, output_attentions, parallel, gemm_threads,
+             block_rows):
     token_index, seq_start, key_start, uniform = packed
     B, T = input_ids.shape
     M = token_index.shape[0]
@@ -145,7 +153,7 @@ def _forward(input_ids, types, packed, w, config, output_hidden_states, output_a
     eps = config.layer_norm_eps
 
     def linear(a, dense, out):  # model.linear without its bias (the kernel that follows adds it)
-        return gemm.matmul(a, dense.weight, out, gemm_threads)
+        return gemm.matmul(a, dense.weight, out, gemm_threads, block_rows)
 
     x = np.empty((M, H), dtype)
     e = w.embeddings

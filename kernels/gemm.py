@@ -4,41 +4,54 @@ Why not let OpenBLAS thread its own GEMMs? After each GEMM its worker threads ke
 the next one. On a machine with as many threads as cores, the Numba kernel that follows then shares its
 cores with them and runs 1.6-2x slower (measured on 2 cores: GELU over 4096 x 1536 values takes 3.1 ms
 after a pause, 5.0 ms right after a GEMM, still 4.8 ms 20 ms later). So for a large batch bertnp.fast
-runs BLAS single-threaded (`single_threaded_blas`) and `matmul` splits each GEMM into row blocks, one per
-thread, on Python threads that sleep between GEMMs (MiniLM, 32 x 128 tokens: 49 -> 60 texts/s).
+runs BLAS single-threaded (bertnp.blas.single_threaded) and `matmul` splits each GEMM into row blocks,
+one per thread, on Python threads that sleep between GEMMs (MiniLM, 32 x 128 tokens: 49 -> 60 texts/s).
 A small batch keeps BLAS's own threads: its kernels run on the calling thread, beside the spinning.
 
-Limiting BLAS threads needs threadpoolctl; without it `single_threaded_blas` returns None and
-bertnp.fast keeps BLAS's threading, which is correct but slower.
+Deterministic mode needs more: a row's result must not depend on the thread count, and with some BLAS
+kernels it depends on the height of the GEMM it is computed in. `matmul(..., block_rows=R)` therefore
+cuts the rows into blocks of R (the last one shorter) whatever the thread count, and deals the blocks
+out to the threads: every row then goes through a GEMM of the same height on one BLAS thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
-_controller = None
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
-    """out = a @ b, the rows of a (and out) cut into `threads` blocks that BLAS computes concurrently.
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int, block_rows: int | None = None) -> np.ndarray:
+    """out = a @ b, the rows of a (and out) cut into blocks that BLAS computes concurrently on `threads`
+    threads: one block per thread, or blocks of block_rows rows (a height independent of `threads`).
 
     a [R, K] and out [R, N] C-contiguous, so every block is a contiguous 2-D GEMM. The calling thread
-    computes the first block. Not reentrant: bertnp.fast calls it under kernels.LAUNCH_LOCK.
+    computes the first share. Not reentrant: bertnp.fast calls it under kernels.LAUNCH_LOCK.
     """
     rows = a.shape[0]
-    if threads <= 1 or rows < 2 * threads:
+    if block_rows is not None:
+        blocks = [(lo, min(lo + block_rows, rows)) for lo in range(0, rows, block_rows)]
+        shares = [blocks[len(blocks) * i // threads : len(blocks) * (i + 1) // threads] for i in range(threads)]
+        shares = [share for share in shares if share]
+        if not shares:  # no rows
+            return out
+    elif threads <= 1 or rows < 2 * threads:
         return np.matmul(a, b, out=out)
-    bounds = [rows * i // threads for i in range(threads + 1)]
-    pending = [_pool(threads - 1).submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
-               for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    np.matmul(a[: bounds[1]], b, out=out[: bounds[1]])
-    for block in pending:
-        block.result()
+    else:
+        bounds = [rows * i // threads for i in range(threads + 1)]
+        shares = [[(lo, hi)] for lo, hi in zip(bounds, bounds[1:])]
+
+    def run(share):
+        for lo, hi in share:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    pending = [_pool(len(shares) - 1).submit(run, share) for share in shares[1:]] if len(shares) > 1 else []
+    run(shares[0])
+    for share in pending:
+        share.result()
     return out
 
 
@@ -49,15 +62,3 @@ def _pool(helpers: int) -> ThreadPoolExecutor:
             _executor.shutdown(wait=True)
         _executor, _executor_threads = ThreadPoolExecutor(helpers, thread_name_prefix="bertnp-gemm"), helpers
     return _executor
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager | None:
-    """A context in which BLAS runs each call on the calling thread, or None without threadpoolctl."""
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            return None
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")

@@ -296,13 +296,36 @@ def test_gemm_matmul_splits_rows_exactly(dtype, threads):
         assert_close(f"gemm.matmul {rows} rows on {threads} threads", out, a @ b, ATOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_matmul_in_fixed_blocks_does_not_depend_on_threads(dtype):
+    """block_rows: every row's GEMM has the same height whatever the thread count, so results are bit-equal."""
+    from bertnp import blas
+
+    rng = np.random.default_rng(5)
+    for rows in (1, 63, 64, 65, 200, 512):
+        a = (0.25 * rng.standard_normal((rows, 96))).astype(dtype)
+        b = frozen((0.25 * rng.standard_normal((96, 40))).astype(dtype))
+        results = []
+        with blas.single_threaded():
+            for threads in (1, 2, 3):
+                out = np.full((rows, 40), np.nan, dtype)
+                results.append(gemm.matmul(a, b, out, threads, block_rows=64))
+        assert_close(f"gemm.matmul {rows} rows in blocks of 64", results[0], a @ b, ATOL[dtype])
+        for threads, out in zip((2, 3), results[1:]):
+            assert np.array_equal(out, results[0]), f"{rows} rows: {threads} threads differ from 1"
+
+
 def test_single_threaded_blas_limits_and_restores():
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    from bertnp import blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
 
     before = blas_threads()
-    with gemm.single_threaded_blas():
+    with blas.single_threaded():
+        assert all(n == 1 for n in blas_threads())
+        with blas.single_threaded():  # limits nest
+            assert all(n == 1 for n in blas_threads())
         assert all(n == 1 for n in blas_threads())
     assert blas_threads() == before
