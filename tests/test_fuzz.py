@@ -40,7 +40,9 @@ def load_and_use(folder: str):
     except bertnp.TokenizerError:
         enc = {"input_ids": np.array([[1, 2, 3]]) % model.config.vocab_size}
     out = model(**enc)
-    assert np.isfinite(out.last_hidden_state).all() or True  # mutated weights may hold inf/nan: that is a correct load
+    # mutated weights may hold inf or NaN, so values can be anything: a correct load gives the right shapes
+    assert out.last_hidden_state.shape == (*np.shape(enc["input_ids"]), model.config.hidden_size)
+    assert out.last_hidden_state.dtype == np.float32
     return out
 
 
