@@ -14,7 +14,7 @@ import importlib.util
 import os
 
 from . import model
-from .errors import BertnpError
+from .errors import InputError
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -37,10 +37,10 @@ class NumpyBackend:
 class NumbaBackend:
     name = "numba"
 
-    def __init__(self, weights, config):
+    def __init__(self, weights, config, deterministic: bool = False):
         from . import fast
 
-        self.fast, self.config = fast, config
+        self.fast, self.config, self.deterministic = fast, config, deterministic
         self.weights = fast.prepare(weights, config)
         self.reference = NumpyBackend(weights, config)
 
@@ -50,7 +50,8 @@ class NumbaBackend:
             return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
                                           output_attentions, numerics, tap)
         return self.fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
-                                 output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                                 output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                                 deterministic=self.deterministic)
 
 
 class CupyBackend:
@@ -100,13 +101,13 @@ def import_cupy():
     try:
         import cupy
     except ImportError:
-        raise BertnpError("backend='cupy' needs CuPy: pip install 'bertnp[gpu]' (cupy-cuda12x)") from None
+        raise InputError("backend='cupy' needs CuPy: pip install 'bertnp[gpu]' (cupy-cuda12x)") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDARuntimeError when there is no driver
-        raise BertnpError(f"backend='cupy': no usable CUDA GPU ({type(e).__name__}: {e})") from None
+        raise InputError(f"backend='cupy': no usable CUDA GPU ({type(e).__name__}: {e})") from None
     if count == 0:
-        raise BertnpError("backend='cupy': CuPy is installed but sees no CUDA GPU")
+        raise InputError("backend='cupy': CuPy is installed but sees no CUDA GPU")
     return cupy
 
 
@@ -122,19 +123,25 @@ def numba_available() -> bool:
 
 
 def choose(name: str | None) -> str:
-    """The backend name that `name` (an argument, maybe None) resolves to."""
+    """The backend name that `name` (an argument, maybe None) resolves to; InputError for an unknown one."""
+    from_environment = name is None and bool(os.environ.get("BERTNP_BACKEND"))
     if name is None:
         name = os.environ.get("BERTNP_BACKEND") or ("numba" if numba_available() else "numpy")
     if name not in BACKENDS:
-        raise BertnpError(f"backend={name!r}: expected one of {', '.join(BACKENDS)} (or None to pick the fastest)")
+        source = "BERTNP_BACKEND" if from_environment else "backend"
+        raise InputError(f"{source}={name!r}: expected one of {', '.join(BACKENDS)} (or None to pick the fastest)")
     if name == "numba" and not numba_available():
-        raise BertnpError("backend='numba' needs Numba: pip install numba (or use backend='numpy')")
+        raise InputError("backend='numba' needs Numba: pip install numba (or use backend='numpy')")
     return name
 
 
-def create(name: str | None, weights, config, **options):
-    """options (allow_tf32, keep_on_device) are the cupy backend's."""
+def create(name: str | None, weights, config, deterministic: bool = False, **options):
+    """options (allow_tf32, keep_on_device) are the cupy backend's. deterministic: the numba backend's GEMMs
+    at heights that do not depend on the thread count (bertnp.fast.forward); the reference path needs
+    nothing more than Bert's deterministic mode gives it (one sequence at a time, one BLAS thread)."""
     chosen = choose(name)
     if options and chosen != "cupy":
-        raise BertnpError(f"{', '.join(options)}: options of backend='cupy', not of backend={chosen!r}")
-    return {"numpy": NumpyBackend, "numba": NumbaBackend, "cupy": CupyBackend}[chosen](weights, config, **options)
+        raise InputError(f"{', '.join(options)}: options of backend='cupy', not of backend={chosen!r}")
+    if chosen == "numba":
+        return NumbaBackend(weights, config, deterministic)
+    return {"numpy": NumpyBackend, "cupy": CupyBackend}[chosen](weights, config, **options)

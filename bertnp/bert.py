@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from . import backends, heads, model
+from . import backends, blas, heads, model
 from .config import BertConfig
-from .errors import BertnpError, InputError, TokenizerError
+from .errors import InputError, TokenizerError
 from .hub import resolve
 from .pooling import POOLINGS, pool
 from .pooling import normalize as pooling_normalize
@@ -34,7 +34,7 @@ class Bert:
         self.tokenizer = tokenizer
         self._tokenizer_error = tokenizer_error
         self.dtype = weights.embeddings.word.dtype
-        self.backend = backends.create(backend, weights, config, **(backend_options or {}))
+        self.backend = backends.create(backend, weights, config, deterministic, **(backend_options or {}))
 
     @property
     def architecture(self) -> str:
@@ -63,28 +63,38 @@ class Bert:
             raise TokenizerError(self._tokenizer_error or "this model was loaded without a tokenizer")
         return self.tokenizer.encode(texts_or_pairs, self._max_length(max_length))
 
-    def _max_length(self, max_length) -> int:
+    def _max_length(self, max_length, name: str = "max_length") -> int:
+        """The one rule for a truncation length a user gives (Bert, Embedder, Classifier, the pipelines,
+        the CLI): None is the model's max_length; anything else must be an integer from 2 ([CLS] and
+        [SEP]) to max_position_embeddings, or InputError. Nothing is clamped silently."""
         if max_length is None:
             return self.max_length
         if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or \
                 not 2 <= max_length <= self.config.max_position_embeddings:
-            raise InputError(f"max_length={max_length!r}: expected an integer from 2 to "
+            raise InputError(f"{name}={max_length!r}: expected an integer from 2 to "
                              f"max_position_embeddings={self.config.max_position_embeddings}")
         return int(max_length)
 
     def embed(self, texts, pooling: str = "mean", normalize: bool = False, batch_size: int = 32,
               max_length: int | None = None) -> np.ndarray:
-        """Texts (or pairs) -> [N, H] embeddings, in input order. pooling: mean, cls, max or pooler."""
+        """Texts (or pairs) -> [N, H] embeddings, in input order (no texts: [0, H]). pooling: mean, cls, max
+        or pooler."""
         if pooling not in POOLINGS:
             raise InputError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+        texts = as_batch(texts, allow_empty=True)
+        if not texts:
+            return np.zeros((0, self.config.hidden_size), self.dtype)
         vectors = self.run_batches(texts, lambda out, mask: pool(out, mask, pooling), batch_size, max_length)
         return pooling_normalize(vectors) if normalize else vectors
 
     def predict(self, texts_or_pairs, batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
-        """Texts or pairs -> classifier logits [N, C], in input order."""
+        """Texts or pairs -> classifier logits [N, C], in input order (no texts: [0, C])."""
         if self.weights.classifier is None:
             raise InputError("predict needs a sequence-classification checkpoint (classifier.weight); "
                              f"this one is a {self.architecture}: use embed, or bertnp.pipelines for its head")
+        texts_or_pairs = as_batch(texts_or_pairs, allow_empty=True)
+        if not texts_or_pairs:
+            return np.zeros((0, self.config.num_labels), self.dtype)
         return self.run_batches(texts_or_pairs, lambda out, mask: out.logits, batch_size, max_length)
 
     def run_batches(self, texts, reduce, batch_size: int = 32, max_length: int | None = None, progress=None):
@@ -155,15 +165,17 @@ class Bert:
     def _forward_each(self, input_ids, attention_mask, token_type_ids, *options):
         """Deterministic mode: each sequence alone, cut to its own length (its last real token), so that
         every GEMM and reduction it goes through has the same shape whatever else is in the batch and
-        however it is padded. Positions past a sequence's length are zeros. A row whose mask is all zero
-        has no length of its own and runs at the batch's length."""
+        however it is padded; and every BLAS call on one thread (bertnp.blas), because with some BLAS
+        kernels a GEMM's sums depend on how its threads split it. Positions past a sequence's length are
+        zeros. A row whose mask is all zero has no length of its own and runs at the batch's length."""
         B, T = input_ids.shape
         outputs = []
-        for b in range(B):
-            real = np.flatnonzero(attention_mask[b])
-            n = int(real[-1]) + 1 if real.size else T
-            outputs.append(self._forward(input_ids[b : b + 1, :n], attention_mask[b : b + 1, :n],
-                                         token_type_ids[b : b + 1, :n], *options))
+        with blas.single_threaded():
+            for b in range(B):
+                real = np.flatnonzero(attention_mask[b])
+                n = int(real[-1]) + 1 if real.size else T
+                outputs.append(self._forward(input_ids[b : b + 1, :n], attention_mask[b : b + 1, :n],
+                                             token_type_ids[b : b + 1, :n], *options))
         return _stack_rows(outputs, T)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
@@ -254,9 +266,12 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     backend_options: for backend="cupy", allow_tf32=False and keep_on_device=False (results as CuPy arrays).
     """
     folder = resolve(path)
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    try:
+        name = np.dtype(dtype).name if dtype is not None else None  # np.dtype(None) would be float64
+    except (TypeError, ValueError):
+        name = None
     if name not in DTYPES:
-        raise BertnpError(f"dtype={dtype!r}: bertnp computes in float32 or float64")
+        raise InputError(f"dtype={dtype!r}: bertnp computes in float32 or float64")
     config = BertConfig.from_file(os.path.join(folder, "config.json"))
     weights = load_weights(folder, config, DTYPES[name])  # recognises the architecture (weights.architecture)
     try:

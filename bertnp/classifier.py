@@ -52,6 +52,13 @@ def default_activation(config) -> str:
     return "softmax"
 
 
+def check_top_k(top_k):
+    """None (every label) or a positive integer: the rule of classify, rank and the CLI's --top-k."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise InputError(f"top_k={top_k!r}: expected a positive integer, or None for all")
+    return None if top_k is None else int(top_k)
+
+
 def split_sentences(document: str) -> list[str]:
     """Sentences of a document: split after . ! ? (and their CJK forms) followed by whitespace."""
     sentences = [s.strip() for s in SENTENCE_END.split(document) if s.strip()]
@@ -94,8 +101,11 @@ class Classifier:
         self.coalesce = coalesce
 
     def predict_proba(self, texts_or_pairs, batch_size: int = 32, progress=None) -> np.ndarray:
-        """[N, L] scores after the activation (cosine similarities when zero-shot), in input order."""
-        items = as_batch(texts_or_pairs)
+        """[N, L] scores after the activation (cosine similarities when zero-shot), in input order; no
+        texts give [0, L], as Embedder.embed([]) gives [0, dimension]."""
+        items = as_batch(texts_or_pairs, allow_empty=True)
+        if not items:
+            return np.zeros((0, len(self.labels)), self.model.dtype)
         if self.case_sensitive is False:
             items = [tuple(t.lower() for t in item) if isinstance(item, tuple) else item.lower() for item in items]
         owners, pieces = [], []  # each piece (sentence or text) and the index of the item it came from
@@ -112,9 +122,11 @@ class Classifier:
     def classify(self, texts_or_pairs, top_k: int | None = 1, batch_size: int = 32, progress=None) -> list:
         """One list per text of {"label", "score"} dicts, best first.
 
-        top_k=None gives every label with its score. With activation="sigmoid", every label whose score
-        reaches `threshold` is returned (multi-label); top_k then only caps how many.
+        top_k=None gives every label with its score (as transformers' pipeline); otherwise it must be a
+        positive integer. With activation="sigmoid", every label whose score reaches `threshold` is
+        returned (multi-label); top_k then only caps how many.
         """
+        top_k = check_top_k(top_k)
         scores = self.predict_proba(texts_or_pairs, batch_size, progress)
         results = []
         for row in scores:
@@ -129,7 +141,11 @@ class Classifier:
         return results
 
     def rank(self, query: str, documents, top_k: int | None = None, batch_size: int = 32) -> list:
-        """Rerank documents for a query with a cross-encoder: [{"index", "score", "text"}], best first."""
+        """Rerank documents for a query with a cross-encoder: [{"index", "score", "text"}], best first.
+        top_k: how many to return, None for all."""
+        top_k = check_top_k(top_k)
+        if not isinstance(query, str):
+            raise InputError(f"query must be a string, got {type(query).__name__}")
         documents = list(documents)
         scores = self.predict_proba([(query, d) for d in documents], batch_size)
         column = 1 if scores.shape[1] == 2 else 0  # two-label cross-encoders: the "relevant" column

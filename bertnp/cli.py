@@ -1,9 +1,12 @@
-"""The `bertnp` command: embed, classify, ner, qa, fill-mask, info, convert.
+"""The `bertnp` command: embed, classify, rank, ner, qa, fill-mask, info, parity, explain, convert.
 
 Texts come from arguments, standard input (one per line), or --input FILE (.txt one per line, .jsonl with
---field, .csv with --column). Results stream out as they are computed (JSONL by default, CSV, or .npy for
-embeddings), so an error on line 5000 of the input keeps the 4999 rows already written. Errors print one
-line and exit 1 (model or input) or 2 (usage); --debug shows the traceback.
+--field, .csv with --column), read as UTF-8. embed and classify also take text pairs: --pair-field (.jsonl),
+--pair-column (.csv), or --pairs (TEXT<TAB>TEXT in arguments, .txt lines and standard input). Results
+stream out as they are computed (JSONL by default, CSV, or .npy for embeddings), so an error on line 5000
+of the input keeps the 4999 rows already written. Errors print one line and exit 1 (model or input) or 2
+(usage); --debug shows the traceback. A closed output pipe (`| head`) ends the run quietly; Ctrl-C prints
+one line and exits 130.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from .errors import BertnpError, InputError
 CHUNK = 1024  # texts read, computed and written at a time
 
 
+class UsageError(Exception):
+    """Options that do not go together: the command's usage line, exit 2, before any model loads."""
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -33,8 +40,14 @@ def main(argv=None) -> int:
         parser.print_usage(sys.stderr)
         return 2
     try:
+        if hasattr(args, "texts"):
+            check_text_options(args)
         return args.run(args) or 0
-    except BrokenPipeError:
+    except UsageError as e:
+        args.usage.error(str(e))  # exits 2
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout has nowhere to fail
         return 0
     except (BertnpError, OSError) as e:
         if args.debug:
@@ -51,33 +64,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(command=None, debug=False)
     commands = parser.add_subparsers(dest="command")
 
-    def common(p, texts=True):
+    def common(p, texts=True, pairs=False, outputs=(".jsonl", ".csv")):
+        p.set_defaults(usage=p, pairs=False, pair_field=None, pair_column=None)
         p.add_argument("model", help="model folder or Hugging Face hub id (cached)")
         if texts:
             p.add_argument("texts", nargs="*", help="texts (default: --input, else standard input)")
             p.add_argument("--input", help="file of texts: .txt (one per line), .jsonl (--field), .csv (--column)")
             p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
             p.add_argument("--column", default="text", help="CSV column holding the text (default: text)")
-            p.add_argument("--output", help="output file: .jsonl (default: standard output), .csv, .npy")
+            if pairs:
+                p.add_argument("--pair-field", help="JSONL field holding each text's second text (text pairs)")
+                p.add_argument("--pair-column", help="CSV column holding each text's second text (text pairs)")
+                p.add_argument("--pairs", action="store_true",
+                               help="each argument, line of a .txt file or of standard input is a pair: TEXT<TAB>TEXT")
+            p.add_argument("--output", type=output_path(outputs),
+                           help=f"output file: {', '.join(outputs)} (default: JSONL on standard output)")
             p.add_argument("--batch-size", type=int, default=32)
-            p.add_argument("--max-length", type=int, default=None)
+            p.add_argument("--max-length", type=int, default=None,
+                           help="tokens per text, 2 to the model's max_position_embeddings (default: the model's)")
             p.add_argument("--backend", choices=["numpy", "numba"], default=None)
             p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    def case_sensitive(p):
+        p.add_argument("--case-sensitive", action=argparse.BooleanOptionalAction, default=None,
+                       help="--no-case-sensitive lower-cases texts before WordPiece (default: the tokenizer's)")
+
     embed = commands.add_parser("embed", help="sentence embeddings")
-    common(embed)
+    common(embed, pairs=True, outputs=(".jsonl", ".csv", ".npy"))
     embed.add_argument("--pooling", default=None, help="cls, mean, max, mean_sqrt_len_tokens, pooler")
     embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None)
     embed.set_defaults(run=run_embed)
 
     classify = commands.add_parser("classify", help="labels and scores")
-    common(classify)
-    classify.add_argument("--top-k", type=int, default=1, help="labels per text; 0 for all")
+    common(classify, pairs=True)
+    classify.add_argument("--top-k", type=top_k_option, default=1,
+                          help="labels per text: a positive integer (default: 1), or all")
     classify.add_argument("--labels", help="comma-separated labels (zero-shot for a model without a head)")
     classify.add_argument("--activation", choices=["softmax", "sigmoid", "none"], default=None)
     classify.add_argument("--threshold", type=float, default=0.5)
+    case_sensitive(classify)
+    classify.add_argument("--long-text", choices=["truncate", "chunk"], default="truncate",
+                          help="chunk: windows of --max-length tokens sharing --stride tokens, probabilities "
+                               "averaged (default: truncate)")
+    classify.add_argument("--stride", type=int, default=None,
+                          help="tokens shared by consecutive windows with --long-text chunk (default: max length // 4)")
+    classify.add_argument("--coalesce", action="store_true",
+                          help="classify each sentence of a text and average them (Spark NLP's coalesceSentences)")
     classify.set_defaults(run=run_classify)
+
+    rank = commands.add_parser("rank", help="rerank the texts for a query with a cross-encoder, best first")
+    common(rank)
+    rank.add_argument("--query", required=True, help="the query every text is scored against")
+    rank.add_argument("--top-k", type=top_k_option, default=None,
+                      help="how many texts to keep: a positive integer, or all (the default)")
+    case_sensitive(rank)
+    rank.set_defaults(run=run_rank)
 
     ner = commands.add_parser("ner", help="entities in each text (a token-classification checkpoint)")
     common(ner)
@@ -92,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--context", help="the context the answers come from")
     qa.add_argument("--context-file", help="a file holding the context")
     qa.add_argument("--top-k", type=int, default=1, help="answers per question")
-    qa.add_argument("--max-answer-len", type=int, default=30, help="longest answer, in tokens")
+    qa.add_argument("--max-answer-len", type=int, default=15, help="longest answer, in tokens (default: 15)")
     qa.add_argument("--doc-stride", type=int, default=None, help="tokens shared by the windows of a long context")
     qa.set_defaults(run=run_qa)
 
@@ -114,10 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parity.add_argument("--atol", type=float, default=1e-5)
     parity.add_argument("--rtol", type=float, default=1e-5)
-    parity.add_argument("--texts", help="file of texts, one per line (a tab separates a pair); default: built-in")
+    parity.add_argument("--texts", dest="texts_file",  # not args.texts: that names the text commands' texts
+                        help="file of texts, one per line (a tab separates a pair); default: built-in")
     parity.add_argument("--json", help="write the comparison as JSON to this file")
-    parity.add_argument("--explain", action="store_true", help="which numerics switch brings bertnp closest")
-    parity.add_argument("--layers", action="store_true", help="onnx: expose every LayerNorm output too")
+    parity.add_argument("--explain", action="store_true",
+                        help="which numerics switch brings bertnp closest to the other engine's last hidden state "
+                             "(else its pooler, else its logits)")
+    parity.add_argument("--layers", action="store_true",
+                        help="onnx: also compare every LayerNorm's output (LayerNormalization, EmbedLayerNormalization, "
+                             "SkipLayerNormalization), in order, as embeddings.norm and each layer's two norms")
     parity.add_argument("--plot", help="draw the error per intermediate to this PNG (needs matplotlib)")
     parity.add_argument("--backend", choices=["numpy", "numba"], default=None)
     parity.add_argument("--debug", action="store_true")
@@ -140,64 +187,158 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- options -------------------------------------------------------------------------------------------
+
+
+def output_path(extensions):
+    """An argparse type: the output's format follows its extension, and an unknown one is a usage error
+    (it would otherwise be written as JSONL under a misleading name)."""
+
+    def check(path):
+        if os.path.splitext(path)[1].lower() not in extensions:
+            raise argparse.ArgumentTypeError(f"{path!r}: expected a file ending in {', '.join(extensions)}")
+        return path
+
+    return check
+
+
+def top_k_option(value):
+    """--top-k N or --top-k all: what Classifier.classify(top_k=N) or (top_k=None) returns. N is checked
+    by the API's rule (a positive integer, else InputError), so the command and Python agree."""
+    if value.lower() == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer, or all") from None
+
+
+def input_kind(path) -> str:
+    extension = os.path.splitext(path)[1].lower()
+    return extension[1:] if extension in (".csv", ".jsonl") else "txt"
+
+
+def check_text_options(args):
+    """Input options that cannot work together, refused before the model loads. Sets args.pairs when
+    --pair-field or --pair-column asks for pairs."""
+    if args.texts and args.input is not None:
+        raise UsageError("give texts as arguments or with --input, not both")
+    kind = input_kind(args.input) if args.input is not None else "txt"
+    if args.pair_field is not None and kind != "jsonl":
+        raise UsageError("--pair-field reads a .jsonl --input; for arguments, .txt or standard input use --pairs")
+    if args.pair_column is not None and kind != "csv":
+        raise UsageError("--pair-column reads a .csv --input; for arguments, .txt or standard input use --pairs")
+    if args.pairs and kind != "txt":
+        raise UsageError(f"--pairs splits lines at a TAB; a .{kind} input names its second text with "
+                         f"{'--pair-field' if kind == 'jsonl' else '--pair-column'}")
+    args.pairs = args.pairs or args.pair_field is not None or args.pair_column is not None
+
+
 # ---- input ---------------------------------------------------------------------------------------------
 
 
 def read_texts(args):
-    """Yield (where, text): where names the file and line for error messages."""
+    """Yield (where, item): item is a text, or a (text, text) pair when args.pairs; where names the
+    argument, or the file and line, for error messages."""
     if args.texts:
         for i, text in enumerate(args.texts, 1):
-            yield f"argument {i}", text
+            yield f"argument {i}", _pair(text, f"argument {i}") if args.pairs else text
         return
     if args.input is None:
-        for i, line in enumerate(sys.stdin, 1):
-            yield f"<stdin>:{i}", line.rstrip("\n")
+        for i, line in decoded_lines(sys.stdin.buffer, "<stdin>"):
+            text = line.rstrip("\r\n")
+            yield f"<stdin>:{i}", _pair(text, f"<stdin>:{i}") if args.pairs else text
         return
-    path = args.input
-    with open(path, encoding="utf-8", newline="") as f:
-        if path.endswith(".csv"):
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or args.column not in reader.fieldnames:
-                raise InputError(f"{path}: no column {args.column!r} (columns: {reader.fieldnames})")
+    path, kind = args.input, input_kind(args.input)
+    with open(path, "rb") as f:
+        lines = decoded_lines(f, path)
+        if kind == "csv":
+            reader = csv.DictReader(line for _, line in lines)
+            for name in (args.column, args.pair_column):
+                if name is not None and (reader.fieldnames is None or name not in reader.fieldnames):
+                    raise InputError(f"{path}: no column {name!r} (columns: {reader.fieldnames})")
             for row in reader:
-                yield f"{path}:{reader.line_num}", _text(row.get(args.column), f"{path}:{reader.line_num}")
-        elif path.endswith(".jsonl"):
-            for i, line in enumerate(f, 1):
+                where = f"{path}:{reader.line_num}"
+                text = _text(row.get(args.column), where, f"column {args.column!r}")
+                if args.pair_column is not None:
+                    text = (text, _text(row.get(args.pair_column), where, f"column {args.pair_column!r}"))
+                yield where, text
+        elif kind == "jsonl":
+            for i, line in lines:
                 if not line.strip():
                     continue
+                where = f"{path}:{i}"
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise InputError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-                if not isinstance(record, dict) or args.field not in record:
-                    raise InputError(f"{path}:{i}: no field {args.field!r}")
-                yield f"{path}:{i}", _text(record[args.field], f"{path}:{i}")
+                    raise InputError(f"{where}: not valid JSON ({e.msg})") from None
+                for name in (args.field, args.pair_field):
+                    if name is not None and (not isinstance(record, dict) or name not in record):
+                        raise InputError(f"{where}: no field {name!r}")
+                text = _text(record[args.field], where, f"field {args.field!r}")
+                if args.pair_field is not None:
+                    text = (text, _text(record[args.pair_field], where, f"field {args.pair_field!r}"))
+                yield where, text
         else:
-            for i, line in enumerate(f, 1):
-                yield f"{path}:{i}", line.rstrip("\r\n")
+            for i, line in lines:
+                text = line.rstrip("\r\n")
+                yield f"{path}:{i}", _pair(text, f"{path}:{i}") if args.pairs else text
 
 
-def _text(value, where):
+def decoded_lines(stream, name):
+    """(line number, line with its ending) of a binary stream, decoded as UTF-8 (a byte-order mark at the
+    start is dropped). A line that is not UTF-8 raises InputError naming it, after the lines before it."""
+    for number, raw in enumerate(stream, 1):
+        try:
+            yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}:{number}: not valid UTF-8 (byte {raw[e.start]:#04x} at byte {e.start + 1} "
+                             "of the line)") from None
+
+
+def _text(value, where, what):
     if not isinstance(value, str):
-        raise InputError(f"{where}: expected a string, got {type(value).__name__}")
+        raise InputError(f"{where}: {what} is {'missing' if value is None else type(value).__name__}, expected a string")
     return value
 
 
+def _pair(line, where):
+    text, tab, pair = line.partition("\t")
+    if not tab:
+        raise InputError(f"{where}: no TAB: with --pairs each line is TEXT<TAB>TEXT")
+    return text, pair
+
+
 def chunks(items):
-    """Lists of up to CHUNK texts. An error while reading first yields the texts read before it."""
-    chunk = []
-    try:
-        for _, text in items:
-            chunk.append(text)
-            if len(chunk) == CHUNK:
+    """Lists of up to CHUNK items. An error while reading (a bad line) first yields the items read before
+    it, then raises. Ctrl-C and a closed generator stop at once: the yields are outside the try, so
+    closing never meets a handler that would yield again."""
+    chunk, items = [], iter(items)
+    while True:
+        try:
+            _, item = next(items)
+        except StopIteration:
+            break
+        except Exception:
+            if chunk:
                 yield chunk
-                chunk = []
-    except BaseException:
-        if chunk:
+            raise
+        chunk.append(item)
+        if len(chunk) == CHUNK:
             yield chunk
-        raise
+            chunk = []
     if chunk:
         yield chunk
+
+
+def text_fields(item) -> dict:
+    """An input item as output columns: {"text"} or, for a pair, {"text", "text_pair"} (as transformers'
+    text-classification pipeline names a pair's parts)."""
+    return {"text": item[0], "text_pair": item[1]} if isinstance(item, tuple) else {"text": item}
+
+
+def text_header(args) -> list:
+    return ["text", "text_pair"] if args.pairs else ["text"]
 
 
 # ---- output --------------------------------------------------------------------------------------------
@@ -205,24 +346,24 @@ def chunks(items):
 
 class NpyRows:
     """A .npy file that grows row by row and is valid after every chunk: the header is rewritten in place
-    with the row count so far (it keeps a fixed size), so an interrupted run leaves every finished row."""
+    with the row count so far (it keeps a fixed size), so an interrupted run leaves every finished row.
+    width and dtype are known before the first row, so that no rows still give shape (0, width)."""
 
     HEADER_BYTES = 128
 
-    def __init__(self, path):
-        self.path, self.file, self.rows, self.dtype, self.width = path, open(path, "wb"), 0, None, None
+    def __init__(self, path, width: int, dtype):
+        self.path, self.file, self.rows, self.width, self.dtype = path, open(path, "wb"), 0, width, np.dtype(dtype)
+        self.file.write(self._header())
+        self.file.flush()
 
     def _header(self) -> bytes:
-        fields = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype or np.float32)), "fortran_order": False,
-                  "shape": (self.rows, self.width or 0)}
+        fields = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self.rows, self.width)}
         text = repr(fields).encode("latin1")
         text += b" " * (self.HEADER_BYTES - 10 - len(text) - 1) + b"\n"
         return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
 
     def write(self, array):
-        if self.rows == 0:
-            self.dtype, self.width = array.dtype, array.shape[1]
-            self.file.write(self._header())
         self.file.seek(0, os.SEEK_END)
         self.file.write(np.ascontiguousarray(array, dtype=self.dtype).tobytes())
         self.rows += len(array)
@@ -231,20 +372,21 @@ class NpyRows:
         self.file.flush()
 
     def close(self):
-        if self.rows == 0:
-            self.file.write(self._header())
         self.file.close()
 
 
 class Writer:
-    """Rows out as they come, flushed per chunk: JSONL (default), CSV, or .npy for embeddings. Each chunk is
-    written with one write call, so an interrupt leaves whole rows only."""
+    """Rows out as they come, flushed per chunk: JSONL (default), CSV, or .npy for embeddings (given their
+    width and dtype). Each chunk is written with one write call, so an interrupt leaves whole rows only."""
 
-    def __init__(self, path, header):
+    def __init__(self, path, header, width: int | None = None, dtype=np.float32):
         self.path, self.header = path, header
-        self.kind = "npy" if path and path.endswith(".npy") else "csv" if path and path.endswith(".csv") else "jsonl"
+        extension = os.path.splitext(path)[1].lower() if path else ".jsonl"
+        self.kind = {".npy": "npy", ".csv": "csv"}.get(extension, "jsonl")
         if self.kind == "npy":
-            self.npy, self.file = NpyRows(path), None
+            if width is None:
+                raise InputError(f"{path}: .npy output holds embeddings only; use .jsonl or .csv")
+            self.npy, self.file = NpyRows(path, width, dtype), None
         else:
             self.file = open(path, "w", encoding="utf-8", newline="") if path else sys.stdout
         if self.kind == "csv":
@@ -262,8 +404,6 @@ class Writer:
 
     def write(self, records, arrays=None):
         if self.kind == "npy":
-            if arrays is None:
-                raise InputError(f"{self.path}: .npy output holds embeddings only; use .jsonl or .csv")
             self.npy.write(arrays)
         elif self.kind == "csv":
             self._write_text([[r[k] if not isinstance(r[k], (list, dict)) else json.dumps(r[k]) for k in self.header]
@@ -288,9 +428,9 @@ def progress_bar(args):
     return tqdm(unit="text", file=sys.stderr)
 
 
-def run_chunks(args, compute, header):
+def run_chunks(args, compute, header, width=None, dtype=np.float32):
     """Read, compute and write chunk by chunk: what was written stays written if a later line is bad."""
-    writer, bar = Writer(args.output, header), progress_bar(args)
+    writer, bar = Writer(args.output, header, width, dtype), progress_bar(args)
     try:
         for chunk in chunks(read_texts(args)):
             records, arrays = compute(chunk)
@@ -313,28 +453,49 @@ def run_embed(args):
     embedder = Embedder(args.model, max_length=args.max_length, pooling=pooling, normalize=args.normalize,
                         backend=args.backend)
 
-    def compute(texts):
-        vectors = embedder.embed(texts, batch_size=args.batch_size)
-        return [{"text": t, "embedding": v.tolist()} for t, v in zip(texts, vectors)], vectors
+    def compute(items):
+        vectors = embedder.embed(items, batch_size=args.batch_size)
+        return [{**text_fields(t), "embedding": v.tolist()} for t, v in zip(items, vectors)], vectors
 
-    run_chunks(args, compute, ["text", "embedding"])
+    run_chunks(args, compute, [*text_header(args), "embedding"], embedder.dimension, embedder.model.dtype)
 
 
 def run_classify(args):
-    from .classifier import Classifier
+    from .classifier import Classifier, check_top_k
 
+    top_k = check_top_k(args.top_k)  # before the model loads
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     classifier = Classifier(args.model, labels=labels, activation=args.activation, threshold=args.threshold,
-                            max_length=args.max_length, backend=args.backend)
-    top_k = None if args.top_k == 0 else args.top_k
+                            max_length=args.max_length, case_sensitive=args.case_sensitive,
+                            long_text=args.long_text, stride=args.stride, coalesce=args.coalesce,
+                            backend=args.backend)
 
-    def compute(texts):
-        results = classifier.classify(texts, top_k=top_k, batch_size=args.batch_size)
-        records = [{"text": t, "label": r[0]["label"] if r else None, "score": r[0]["score"] if r else None,
-                    "labels": r} for t, r in zip(texts, results)]
+    def compute(items):
+        results = classifier.classify(items, top_k=top_k, batch_size=args.batch_size)
+        records = [{**text_fields(t), "label": r[0]["label"] if r else None, "score": r[0]["score"] if r else None,
+                    "labels": r} for t, r in zip(items, results)]
         return records, None
 
-    run_chunks(args, compute, ["text", "label", "score", "labels"])
+    run_chunks(args, compute, [*text_header(args), "label", "score", "labels"])
+
+
+def run_rank(args):
+    """Classifier.rank(query, texts): every text is read before the ranking is written."""
+    from .bert import load
+    from .classifier import Classifier, check_top_k
+
+    top_k = check_top_k(args.top_k)
+    model = load(args.model, backend=args.backend)
+    if model.weights.classifier is None:
+        raise InputError(f"{model.folder}: rank needs a cross-encoder (a sequence-classification checkpoint); "
+                         f"this one is a {model.architecture}")
+    classifier = Classifier(model, max_length=args.max_length, case_sensitive=args.case_sensitive)
+    documents = [text for _, text in read_texts(args)]
+    writer = Writer(args.output, ["index", "score", "text"])
+    try:
+        writer.write(classifier.rank(args.query, documents, top_k=top_k, batch_size=args.batch_size))
+    finally:
+        writer.close()
 
 
 def run_ner(args):
@@ -465,8 +626,8 @@ def run_parity(args):
     from .bert import load
 
     texts = parity.TEXTS
-    if args.texts:
-        with open(args.texts, encoding="utf-8") as f:
+    if args.texts_file:
+        with open(args.texts_file, encoding="utf-8") as f:
             texts = [tuple(line.rstrip("\n").split("\t", 1)) if "\t" in line else line.rstrip("\n") for line in f]
     model = load(args.model, dtype=args.dtype, backend=args.backend)
     enc = model.tokenize(texts, max_length=min(128, model.max_length))
@@ -480,7 +641,9 @@ def run_parity(args):
         other, theirs = "transformers", parity.trace_transformers(model.folder, enc, model.dtype,
                                                                        model.weights.classifier is not None)
     elif args.against.startswith("onnx:"):
-        other, theirs = "onnxruntime", parity.trace_onnx(args.against[5:], enc, layers, args.layers)
+        other, (theirs, mapping) = "onnxruntime", parity.trace_onnx(args.against[5:], enc, ours, layers, args.layers)
+        print("note: graph outputs compared by shape: " + ", ".join(
+            f"{output} as {name or '(not compared)'}" for output, name in mapping.items()), file=sys.stderr)
     else:
         raise InputError(f"--against {args.against!r}: expected transformers or onnx:FILE")
     if args.truth:
@@ -498,7 +661,8 @@ def run_parity(args):
 
         plot_errors(columns, args.plot)
     if args.explain:
-        print("\nwhich arithmetic explains the difference (bertnp float32 under each switch vs %s):" % other)
+        print(f"\nwhich arithmetic explains the difference (bertnp float32 under each switch vs {other}'s "
+              f"{parity.explained_output(theirs, layers)}):")
         for label, error in parity.explain(model.folder, enc, theirs, layers):
             print(f"  {error:9.2e}  {label}")
     over = [name for rows in columns.values() for name in parity.outputs_over(rows, layers)]

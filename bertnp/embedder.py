@@ -16,6 +16,7 @@ import numpy as np
 from .bert import Bert, load
 from .errors import ConfigError, InputError
 from .pooling import POOLINGS, normalize as unit_length, pool
+from .tokenizer import as_batch
 
 # sentence-transformers' legacy Pooling flags, in the order it concatenates the modes
 POOLING_FLAGS = {
@@ -49,7 +50,10 @@ def sentence_transformers_settings(folder: str) -> dict:
     bert_config = os.path.join(folder, "sentence_bert_config.json")
     if os.path.exists(bert_config):
         raw = _json(bert_config, dict)
-        settings["max_length"] = raw.get("max_seq_length")
+        length = raw.get("max_seq_length")
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 2):
+            raise ConfigError(f"{bert_config}: max_seq_length={length!r}: expected an integer of at least 2")
+        settings["max_length"] = length
         settings["lowercase"] = bool(raw.get("do_lower_case", False))
     return settings
 
@@ -97,8 +101,10 @@ class Embedder:
             if mode not in POOLINGS:
                 raise InputError(f"pooling={mode!r}: expected one of {', '.join(POOLINGS)}")
         self.normalize = settings.get("normalize", False) if normalize is None else bool(normalize)
-        limit = max_length if max_length is not None else settings.get("max_length")
-        self.max_length = min(limit, self.model.max_length) if limit else self.model.max_length
+        if max_length is not None:  # the user's value: checked by the one rule, never clamped
+            self.max_length = self.model._max_length(max_length)
+        else:  # the folder's max_seq_length may exceed the model's limit: sentence-transformers min()s it too
+            self.max_length = min(settings.get("max_length") or self.model.max_length, self.model.max_length)
         self.lowercase = settings.get("lowercase", False)
 
     @property
@@ -106,10 +112,11 @@ class Embedder:
         return self.model.config.hidden_size * len(self.pooling)
 
     def embed(self, texts, batch_size: int = 32, progress=None) -> np.ndarray:
-        """Texts -> [N, dimension] in input order. progress: True for a tqdm bar, or a callable."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
+        """Texts (or (text, text) pairs) -> [N, dimension] in input order; no texts give [0, dimension].
+        progress: True for a tqdm bar, or a callable."""
+        texts = as_batch(texts, allow_empty=True)  # one text or one pair, as Bert
+        if not texts:
+            return np.zeros((0, self.dimension), self.model.dtype)
         if self.lowercase:  # sentence-transformers' do_lower_case, for each text of a pair too
             texts = [tuple(x.lower() for x in t) if isinstance(t, (tuple, list)) else t.lower() for t in texts]
         with _progress(progress, len(texts)) as update:

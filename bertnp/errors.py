@@ -6,7 +6,8 @@ class BertnpError(ValueError):
 
 
 class ConfigError(BertnpError):
-    """config.json is unreadable, lacks a field, or asks for something bertnp does not run."""
+    """The model folder (or hub id) is missing, or config.json is unreadable, lacks a field, or asks for
+    something bertnp does not run."""
 
 
 class WeightsError(BertnpError):
@@ -18,4 +19,5 @@ class TokenizerError(BertnpError):
 
 
 class InputError(BertnpError):
-    """Arrays handed to the model have the wrong shape, dtype or values."""
+    """What a caller passed is wrong: texts, arrays of the wrong shape, dtype or values, or an option
+    (dtype, backend, max_length, top_k, ...) outside what it accepts."""

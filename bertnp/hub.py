@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import BertnpError
+from .errors import ConfigError
 
 # the files bertnp reads from a model repository (weights are chosen separately)
 METADATA_PATTERNS = ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -42,12 +42,13 @@ def looks_like_hub_id(name: str) -> bool:
 
 
 def resolve(name_or_path) -> str:
-    """A local folder for a path or a hub id (cached, else downloaded when huggingface_hub allows)."""
+    """A local folder for a path or a hub id (cached, else downloaded when huggingface_hub allows).
+    ConfigError, naming the path or id, when there is no such folder or model."""
     path = os.fspath(name_or_path)
     if os.path.isdir(path):
         return path
     if not looks_like_hub_id(path):
-        raise BertnpError(f"{path}: not a folder (expected config.json, model.safetensors, tokenizer files)")
+        raise ConfigError(f"{path}: not a folder (expected config.json, model.safetensors, tokenizer files)")
     snapshot = cached_snapshot(path)
     if snapshot:
         return snapshot
@@ -57,15 +58,15 @@ def resolve(name_or_path) -> str:
 def download(repo_id: str) -> str:
     where = f"{repo_id}: not a folder, and not in the Hugging Face cache at {hub_cache()}"
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise BertnpError(f"{where} (HF_HUB_OFFLINE is set, so bertnp will not download it)")
+        raise ConfigError(f"{where} (HF_HUB_OFFLINE is set, so bertnp will not download it)")
     try:
         import huggingface_hub
     except ImportError:
-        raise BertnpError(f"{where}; pip install huggingface_hub to download hub models") from None
+        raise ConfigError(f"{where}; pip install huggingface_hub to download hub models") from None
     try:
         files = huggingface_hub.list_repo_files(repo_id)
         weights = ["*.safetensors", "model.safetensors.index.json"] if any(f.endswith(".safetensors") for f in files) \
             else ["pytorch_model.bin"]
         return huggingface_hub.snapshot_download(repo_id, allow_patterns=METADATA_PATTERNS + weights)
     except Exception as e:  # network, authentication, missing repository: one message naming the model
-        raise BertnpError(f"{repo_id}: could not download from the Hugging Face hub ({type(e).__name__}: {e})") from None
+        raise ConfigError(f"{repo_id}: could not download from the Hugging Face hub ({type(e).__name__}: {e})") from None

@@ -103,8 +103,9 @@ def rust_call(fn, source: str, what: str):
         raise TokenizerError(f"{source}: {what} ({type(e).__name__}: {e})") from None
 
 
-def as_batch(texts) -> list:
-    """A text, a list of texts, or a list of (text, text) pairs -> what encode_batch takes."""
+def as_batch(texts, allow_empty: bool = False) -> list:
+    """A text, a list of texts, or a list of (text, text) pairs -> what encode_batch takes. An empty list
+    is an InputError unless allow_empty (embed and predict answer it with zero rows)."""
     if isinstance(texts, str):
         return [texts]
     if isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts):
@@ -113,7 +114,7 @@ def as_batch(texts) -> list:
         items = list(texts)
     except TypeError:
         raise InputError(f"texts must be a string, a list of strings or of (text, text) pairs, got {type(texts).__name__}") from None
-    if not items:
+    if not items and not allow_empty:
         raise InputError("texts is empty: give at least one text")
     for i, item in enumerate(items):
         if isinstance(item, str):

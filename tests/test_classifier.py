@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -144,3 +145,25 @@ def test_bad_options():
 def test_token_level_checkpoints_point_to_their_pipelines():
     with pytest.raises(bertnp.InputError, match="BertForQuestionAnswering checkpoint classifies tokens or spans"):
         Classifier(os.path.join(WEIGHTS, "qa"))
+
+
+def test_top_k_none_is_every_label_and_must_otherwise_be_positive():
+    """As transformers' pipeline: top_k=None gives every label. 0 once gave no label (and, under sigmoid,
+    every label over the threshold), while the CLI's --top-k 0 gave all: now it is an InputError."""
+    for activation in ("softmax", "sigmoid"):
+        classifier = Classifier(TINY, activation=activation)
+        assert all(len(r) == 3 for r in classifier.classify(TEXTS, top_k=None))
+        if activation == "softmax":  # under sigmoid, top_k caps the labels over the threshold
+            assert all(len(r) == 2 for r in classifier.classify(TEXTS, top_k=2))
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(bertnp.InputError, match=re.escape(f"top_k={bad!r}: expected a positive integer, or None")):
+                classifier.classify(TEXTS, top_k=bad)
+            with pytest.raises(bertnp.InputError, match=re.escape(f"top_k={bad!r}")):
+                classifier.rank("who won", TEXTS, top_k=bad)
+    assert len(Classifier(TINY).classify(TEXTS, top_k=np.int64(2))[0]) == 2
+
+
+def test_no_texts_give_no_rows():
+    classifier = Classifier(TINY)
+    assert classifier.predict_proba([]).shape == (0, 3) and classifier.predict_proba([]).dtype == np.float32
+    assert classifier.classify([]) == [] and classifier.rank("who won", []) == []

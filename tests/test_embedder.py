@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -63,3 +64,46 @@ def test_unsupported_module_is_refused(minilm_path, tmp_path):
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(bertnp.ConfigError, match="Dense"):
         sentence_transformers_settings(str(tmp_path))
+
+
+def test_no_texts_give_zero_rows_of_the_dimension(minilm_path):
+    vectors = Embedder(minilm_path).embed([])
+    assert vectors.shape == (0, 384) and vectors.dtype == np.float32
+    assert Embedder(minilm_path, pooling=("cls", "mean")).embed(iter([])).shape == (0, 768)
+
+
+def test_a_pair_is_one_item_as_in_bert(minilm_path):
+    embedder = Embedder(minilm_path)
+    pair = ("who won the game?", "the team won the game")
+    one = embedder.embed(pair)
+    assert one.shape == (1, 384)
+    np.testing.assert_array_equal(one, embedder.embed([pair]))
+
+
+def folder_with_max_seq_length(minilm_path, tmp_path, value):
+    for name in os.listdir(minilm_path):
+        if os.path.isfile(os.path.join(minilm_path, name)):
+            os.symlink(os.path.join(minilm_path, name), tmp_path / name)
+    pooling = os.path.join(minilm_path, "1_Pooling")
+    os.symlink(pooling, tmp_path / "1_Pooling")
+    os.remove(tmp_path / "sentence_bert_config.json")
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": value, "do_lower_case": False}))
+    return str(tmp_path)
+
+
+def test_the_folders_max_seq_length_is_capped_but_a_users_is_checked(minilm_path, tmp_path):
+    """sentence-transformers min()s a folder's max_seq_length with the model's limit; a value the user
+    passes is checked (InputError), not clamped."""
+    folder = folder_with_max_seq_length(minilm_path, tmp_path, 1000)
+    assert Embedder(folder).max_length == 512
+    with pytest.raises(bertnp.InputError, match="max_length=1000: expected an integer from 2 to "
+                                                "max_position_embeddings=512"):
+        Embedder(folder, max_length=1000)
+    with pytest.raises(bertnp.InputError, match="max_length=0: expected an integer"):  # once: silently 256
+        Embedder(minilm_path, max_length=0)
+
+
+def test_a_bad_folder_max_seq_length_is_a_config_error(minilm_path, tmp_path):
+    folder = folder_with_max_seq_length(minilm_path, tmp_path, 0)
+    with pytest.raises(bertnp.ConfigError, match="sentence_bert_config.json: max_seq_length=0"):
+        Embedder(folder)

@@ -153,6 +153,23 @@ def test_answers_equal_the_transformers_4_pipeline(backend):
     print(f"qa {backend}: {len(goldens())} cases, max score error {worst:.1e}")
 
 
+def test_max_answer_len_defaults_to_the_pipelines_15():
+    """Every golden made with max_answer_len=15 comes out the same without it; at least one differs at 30
+    (bertnp's old default), so this would catch a default other than the pipeline's."""
+    qa = QuestionAnswerer(QA)
+    differ_at_30 = 0
+    for case in goldens():
+        if case["kwargs"]["max_answer_len"] != 15:
+            continue
+        kwargs = {k: v for k, v in case["kwargs"].items() if k != "max_answer_len"}
+        got = qa.answer(case["question"], case["context"], **kwargs)
+        same_results(got if isinstance(got, list) else [got], case["answers"], f"qa default {case['question']!r}")
+        at_30 = qa.answer(case["question"], case["context"], max_answer_len=30, **kwargs)
+        differ_at_30 += [a["answer"] for a in (at_30 if isinstance(at_30, list) else [at_30])] != \
+            [a["answer"] for a in case["answers"]]
+    assert differ_at_30 >= 1
+
+
 def test_question_lists_and_checks():
     qa = QuestionAnswerer(QA)
     cases = goldens()[:2]

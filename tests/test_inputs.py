@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -61,8 +62,7 @@ def test_empty_text_list_and_bad_items(model):
         model.tokenize([])
     with pytest.raises(bertnp.InputError, match=r"texts\[1\] is 3"):
         model.tokenize(["ok", 3])
-    with pytest.raises(bertnp.InputError, match="texts is empty"):
-        model.embed([])
+    assert model.embed([]).shape == (0, model.config.hidden_size)  # as sentence-transformers' encode([])
 
 
 def test_empty_string_is_cls_sep(model):
@@ -104,3 +104,53 @@ def test_predict_needs_a_classifier():
     assert plain.labels is None
     with pytest.raises(bertnp.InputError, match="predict needs a sequence-classification checkpoint"):
         plain.predict(["x"])
+
+
+@pytest.mark.parametrize("value", [0, 1, 65, 100000, -3, 2.5, True, "16"])
+def test_max_length_is_one_rule_everywhere(model, value):
+    """Bert, Embedder, Classifier (with a head and zero-shot) and the pipelines check a user's max_length
+    the same way: an integer from 2 to max_position_embeddings, else one InputError; never clamped."""
+    from bertnp.classifier import Classifier
+    from bertnp.embedder import Embedder
+
+    plain = bertnp.load(os.path.join(WEIGHTS, "relative", "relative_key"))  # no head, 20 positions
+    for limit, make in ((64, lambda: model.embed(["x"], max_length=value)),
+                        (64, lambda: model.tokenize(["x"], max_length=value)),
+                        (64, lambda: Embedder(model, max_length=value)),
+                        (64, lambda: Classifier(model, max_length=value)),
+                        (20, lambda: Classifier(plain, labels=["a", "b"], max_length=value)),
+                        (20, lambda: Embedder(plain, max_length=value))):
+        if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= limit:
+            continue
+        with pytest.raises(bertnp.InputError, match=re.escape(
+                f"max_length={value!r}: expected an integer from 2 to max_position_embeddings={limit}")):
+            make()
+    with pytest.raises(bertnp.InputError, match=r"max_seq_len=1: expected an integer from 2"):
+        bertnp.QuestionAnswerer(os.path.join(WEIGHTS, "qa"), max_seq_len=1)
+
+
+def test_max_length_at_the_limits_is_used_as_given(model):
+    from bertnp.embedder import Embedder
+
+    assert Embedder(model, max_length=2).max_length == 2 and Embedder(model, max_length=64).max_length == 64
+    assert model.tokenize(["the team won the game"], max_length=2)["input_ids"].shape == (1, 2)
+
+
+def test_errors_are_the_documented_subclasses(tmp_path, monkeypatch):
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(bertnp.ConfigError, match=re.escape(f"{missing}: not a folder")):
+        bertnp.load(missing)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(bertnp.ConfigError, match="no-org/no-model: not a folder, and not in the Hugging Face cache"):
+        bertnp.load("no-org/no-model")
+    for dtype in ("float16", "int8", None, "bogus", 3):
+        with pytest.raises(bertnp.InputError, match=re.escape(f"dtype={dtype!r}: bertnp computes in float32 or float64")):
+            bertnp.load(TINY, dtype=dtype)
+    assert bertnp.load(TINY, dtype=np.float64).dtype == np.float64
+    with pytest.raises(bertnp.InputError, match="backend='gpu': expected one of numpy, numba, cupy"):
+        bertnp.load(TINY, backend="gpu")
+    monkeypatch.setenv("BERTNP_BACKEND", "fast")
+    with pytest.raises(bertnp.InputError, match="BERTNP_BACKEND='fast': expected one of numpy, numba, cupy"):
+        bertnp.load(TINY)
+    assert issubclass(bertnp.ConfigError, bertnp.BertnpError) and issubclass(bertnp.InputError, bertnp.BertnpError)

@@ -32,19 +32,20 @@ class QuestionAnswerer:
     def __init__(self, model, max_seq_len: int | None = None, batch_size: int = 32, backend: str | None = None):
         self.model = load_for(model, QUESTION_ANSWERING, "QuestionAnswerer", backend)
         self.max_seq_len = self.model._max_length(max_seq_len if max_seq_len is not None else
-                                                   min(384, self.model.max_length))
+                                                   min(384, self.model.max_length), "max_seq_len")
         self.batch_size = positive("batch_size", batch_size)
         self.cls_id = Decoder(self.model).special_id("cls_token", "[CLS]")  # kept answerable: "no answer"
 
-    def answer(self, question, context, top_k: int = 1, max_answer_len: int = 30, doc_stride: int | None = None,
+    def answer(self, question, context, top_k: int = 1, max_answer_len: int = 15, doc_stride: int | None = None,
                handle_impossible_answer: bool = False, align_to_words: bool = True):
         """The best answer(s) to a question in a context: a dict, or a list of top_k dicts best first
         (fewer when the context has fewer spans). question and context may be equal-length lists: then
         one result per pair.
 
-        doc_stride: tokens shared by consecutive windows of a long context (default: the pipeline's,
-        min(max_seq_len // 2, 128)). handle_impossible_answer: also offer the empty answer, scored by
-        [CLS]'s start and end probabilities (the lowest over windows).
+        max_answer_len: the longest answer, in tokens (default 15, the pipeline's). doc_stride: tokens
+        shared by consecutive windows of a long context (default: the pipeline's, min(max_seq_len // 2,
+        128)). handle_impossible_answer: also offer the empty answer, scored by [CLS]'s start and end
+        probabilities (the lowest over windows).
         """
         top_k, max_answer_len = positive("top_k", top_k), positive("max_answer_len", max_answer_len)
         stride = min(self.max_seq_len // 2, 128) if doc_stride is None else doc_stride
