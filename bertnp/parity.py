@@ -16,13 +16,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import BertnpError
+from .errors import BertnpError, InputError
 from .model import NUMERICS_CHOICES, TRANSFORMERS, Numerics
 
 LAYER_NAMES = ("q", "k", "v", "scores", "probs", "context", "attention_output", "attention_norm",
                "activation_input", "activation_output", "ffn_output", "output_norm")
 HEAD_NAMES = {"q", "k", "v", "scores", "probs"}  # [B, N, T, *]
-OUTPUTS = ("last_hidden_state", "pooler", "logits")  # what decides the exit status
 
 TEXTS = [
     "Microsoft has taken its first step into the metaverse.",
@@ -38,6 +37,11 @@ def forward_order(num_layers: int) -> list[str]:
     for i in range(num_layers):
         names += [f"layer.{i}.{name}" for name in LAYER_NAMES]
     return names + ["pooler", "logits"]
+
+
+def final_outputs(num_layers: int) -> tuple[str, ...]:
+    """The model's outputs in bertnp's names: last hidden state, pooler, logits. They decide the exit status."""
+    return f"layer.{num_layers - 1}.output_norm", "pooler", "logits"
 
 
 def real_entries(name: str, array, mask):
@@ -82,6 +86,12 @@ def compare(name, got, want, mask, atol, rtol) -> Row:
 
 
 def compare_traces(ours: dict, theirs: dict, mask, num_layers, atol=1e-5, rtol=1e-5) -> list[Row]:
+    """One row per intermediate both traces hold. An error when they share no final output: a comparison
+    that cannot fail must not pass."""
+    if not any(name in ours and name in theirs for name in final_outputs(num_layers)):
+        raise InputError(f"nothing to compare: the two engines share no final output "
+                         f"({', '.join(final_outputs(num_layers))}); one gave {sorted(ours) or 'nothing'}, "
+                         f"the other {sorted(theirs) or 'nothing'}")
     return [compare(name, ours[name], theirs[name], mask, atol, rtol)
             for name in forward_order(num_layers) if name in ours and name in theirs]
 
@@ -153,47 +163,91 @@ def trace_transformers(folder: str, enc: dict, dtype, classifier: bool) -> dict:
     return trace
 
 
-def onnx_input_names(path: str) -> set:
+def load_onnx(path: str, load_external_data: bool = True):
     import onnx
 
-    graph = onnx.load(path, load_external_data=False).graph
+    try:
+        return onnx.load(path, load_external_data=load_external_data)
+    except OSError:
+        raise
+    except Exception as e:  # protobuf's DecodeError and onnx's own: the file is not a model
+        raise InputError(f"{path}: not an ONNX model ({type(e).__name__}: {e})") from e
+
+
+def onnx_input_names(path: str) -> set:
+    graph = load_onnx(path, load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
     return {i.name for i in graph.input if i.name not in initializers}
 
 
-def trace_onnx(path: str, enc: dict, num_layers: int, layers: bool = False) -> dict:
-    """Final outputs of an ONNX model with ONNX Runtime; with layers=True also every LayerNorm's output,
-    exposed as extra graph outputs (they map in order onto embeddings.norm, then each layer's
-    attention_norm and output_norm)."""
+# LayerNorms whose first output is the normalized value; ONNX Runtime's transformer optimizer fuses the
+# embeddings' into EmbedLayerNormalization and every residual + LayerNorm into SkipLayerNormalization
+NORM_OPS = ("LayerNormalization", "EmbedLayerNormalization", "SkipLayerNormalization")
+
+
+def map_outputs(path: str, outputs: list[tuple[str, np.ndarray]], ours: dict, num_layers: int) -> dict:
+    """Which graph output is which bertnp output, {graph output: bertnp name, or None}, by shape and position: a
+    [B, T, H] output is the last hidden state, [B, H] the pooler, [B, C] the logits, each compared with
+    bertnp's own output of that shape; of several outputs of one shape the first is it (transformers puts
+    last_hidden_state before hidden_states). Names are not read: an export may call its outputs anything."""
+    shapes = {name: np.shape(ours[name]) for name in final_outputs(num_layers) if name in ours}
+    mapping = dict.fromkeys(name for name, _ in outputs)
+    for output, value in outputs:
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        matches = [name for name, shape in shapes.items() if value.shape == shape]
+        if len(matches) > 1:
+            raise InputError(f"{path}: graph output {output!r} of shape {list(value.shape)} could be any of "
+                             f"{', '.join(matches)} (their shapes are equal); cannot tell which")
+        if matches and matches[0] not in mapping.values():
+            mapping[output] = matches[0]
+    if not any(mapping.values()):
+        graph = ", ".join(f"{output} {list(value.shape)} {value.dtype}" for output, value in outputs)
+        wanted = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+        raise InputError(f"{path}: no graph output maps onto a bertnp output by shape; the graph gives {graph}; "
+                         f"bertnp compares {wanted}")
+    return mapping
+
+
+def trace_onnx(path: str, enc: dict, ours: dict, num_layers: int, layers: bool = False) -> tuple[dict, dict]:
+    """Final outputs of an ONNX model with ONNX Runtime, mapped onto bertnp's by shape (map_outputs against
+    bertnp's trace `ours` on the same inputs); with layers=True also every LayerNorm's output, exposed as
+    extra graph outputs (they map in order onto embeddings.norm, then each layer's attention_norm and
+    output_norm). Returns the trace and map_outputs' {graph output: bertnp name, or None}."""
     import onnx
     import onnxruntime as ort
 
-    graph = onnx.load(path)
-    norms = [n.output[0] for n in graph.graph.node if n.op_type in ("LayerNormalization", "SkipLayerNormalization")]
+    model = load_onnx(path, load_external_data=layers)
+    finals = [o.name for o in model.graph.output]
+    norms = [n.output[0] for n in model.graph.node if n.op_type in NORM_OPS]
     if layers:
         if len(norms) != 1 + 2 * num_layers:
-            raise BertnpError(f"{path}: found {len(norms)} LayerNormalization nodes, expected {1 + 2 * num_layers} "
-                              "(1 + 2 per layer); cannot map them to layers")
-        known = {o.name for o in graph.graph.output}
-        graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in norms if n not in known)
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.ascontiguousarray(enc[i.name]).astype(np.int64) for i in session.get_inputs() if i.name in enc}
+            raise InputError(f"{path}: found {len(norms)} LayerNorm nodes ({', '.join(NORM_OPS)}), expected "
+                             f"{1 + 2 * num_layers} (1 + 2 per layer); cannot map them to layers")
+        model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in norms if n not in finals)
+    try:
+        source = model.SerializeToString() if layers else path
+        session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's errors derive from Exception alone
+        raise InputError(f"{path}: ONNX Runtime cannot load it: {e}") from e
+    inputs = session.get_inputs()
+    missing = [i.name for i in inputs if i.name not in enc]
+    if missing:
+        raise InputError(f"{path}: graph inputs {missing} are not among {sorted(enc)}; bertnp feeds inputs by name")
+    int_types = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+    feeds = {i.name: np.ascontiguousarray(enc[i.name]).astype(int_types.get(i.type, np.int64)) for i in inputs}
     names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(names, feeds)))
+    try:
+        values = dict(zip(names, session.run(names, feeds)))
+    except Exception as e:
+        raise InputError(f"{path}: ONNX Runtime failed on the inputs: {e}") from e
     trace = {}
-    finals = [n for n in names if n not in norms]
-    for n in finals:
-        value = values[n]
-        if value.ndim == 3:
-            trace.setdefault("layer.%d.output_norm" % (num_layers - 1), value)
-        elif value.ndim == 2 and "logit" in n.lower():
-            trace["logits"] = value
-        elif value.ndim == 2:
-            trace.setdefault("pooler", value)
     if layers:
         order = ["embeddings.norm"] + [f"layer.{i}.{n}" for i in range(num_layers) for n in ("attention_norm", "output_norm")]
         trace.update({name: values[n] for name, n in zip(order, norms)})
-    return trace
+    mapping = map_outputs(path, [(n, values[n]) for n in finals], ours, num_layers)
+    trace.update({name: values[output] for output, name in mapping.items() if name})  # the graph's outputs win
+    return trace, mapping
 
 
 # ---- the report ------------------------------------------------------------------------------------------
@@ -225,27 +279,34 @@ def format_table(columns: dict[str, list[Row]], atol, rtol) -> str:
 
 
 def outputs_over(rows: list[Row], num_layers: int) -> list[str]:
-    final = {f"layer.{num_layers - 1}.output_norm", "pooler", "logits"}
-    return [r.name for r in rows if r.name in final and r.over]
+    return [r.name for r in rows if r.name in final_outputs(num_layers) and r.over]
 
 
 def to_json(columns: dict[str, list[Row]]) -> str:
     return json.dumps({t: [asdict(r) for r in rows] for t, rows in columns.items()}, indent=2)
 
 
+def explained_output(theirs: dict, num_layers: int) -> str:
+    """What --explain measures against: the last hidden state, else the pooler, else the logits."""
+    for name in final_outputs(num_layers):
+        if name in theirs:
+            return name
+    raise InputError(f"nothing to explain: the other engine gave none of {', '.join(final_outputs(num_layers))}")
+
+
 def explain(model_path: str, enc: dict, theirs: dict, num_layers: int) -> list[tuple[str, float]]:
-    """bertnp float32 under each numerics switch (one at a time) against the other engine's final output:
-    [(setting, max abs error of the last hidden state)], best first."""
+    """bertnp float32 under each numerics switch (one at a time) against the other engine's final output
+    (explained_output): [(setting, max abs error)], best first."""
     from .bert import load
 
     model = load(model_path, dtype="float32", backend="numpy")
-    last = f"layer.{num_layers - 1}.output_norm"
+    target = explained_output(theirs, num_layers)
     results = []
     settings = [("transformers defaults", TRANSFORMERS)] + [
         (f"{field}={value}", Numerics(**{**asdict(TRANSFORMERS), field: value}))
         for field, values in NUMERICS_CHOICES.items() for value in values if value != getattr(TRANSFORMERS, field)]
     for label, numerics in settings:
         trace = trace_bertnp(model, enc, numerics)
-        row = compare(last, trace[last], theirs[last], enc["attention_mask"], 0, 0)
+        row = compare(target, trace[target], theirs[target], enc["attention_mask"], 0, 0)
         results.append((label, row.max_abs))
     return sorted(results, key=lambda item: item[1])
