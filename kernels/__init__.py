@@ -30,6 +30,9 @@ THREADING_LAYER = "workqueue"
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = THREADING_LAYER
 LAUNCH_LOCK = threading.Lock()  # held while kernels run: workqueue must never see two launching threads
+# fork waits for a forward pass in flight, so that the child's lock is free and its threads' state whole
+os.register_at_fork(before=LAUNCH_LOCK.acquire, after_in_parent=LAUNCH_LOCK.release,
+                    after_in_child=LAUNCH_LOCK.release)
 
 
 def set_threads(n: int) -> None:

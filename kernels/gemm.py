@@ -16,6 +16,7 @@ out to the threads: every row then goes through a GEMM of the same height on one
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -62,3 +63,13 @@ def _pool(helpers: int) -> ThreadPoolExecutor:
             _executor.shutdown(wait=True)
         _executor, _executor_threads = ThreadPoolExecutor(helpers, thread_name_prefix="bertnp-gemm"), helpers
     return _executor
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child inherits the executor object but none of its threads: work submitted to it would
+    wait forever (gunicorn --preload, multiprocessing's fork, Celery prefork). The child starts its own."""
+    global _executor, _executor_threads
+    _executor, _executor_threads = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
