@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from parity import assert_close
+from parity import assert_claim
 from texts import TEXTS
 
 import bertnp
@@ -33,7 +33,7 @@ def test_embeddings_equal_sentence_transformers(minilm_path, st_model):
     texts = TEXTS + [" ".join(["longer than the 256-token limit of this model"] * 40)]
     ours = Embedder(minilm_path).embed(texts, batch_size=4)
     theirs = st_model.encode(texts, batch_size=4)
-    error = assert_close("Embedder vs sentence-transformers", ours, theirs, 1e-5)
+    error = assert_claim("embedder", "Embedder vs sentence-transformers", ours, theirs, np.float32)
     print(f"Embedder vs sentence-transformers max abs error: {error:.2e}")
 
 
@@ -47,7 +47,7 @@ def test_other_poolings_equal_sentence_transformers(minilm_path, tmp_path, pooli
     reference.save(str(tmp_path))
     ours = Embedder(str(tmp_path))
     assert ours.pooling == modes and not ours.normalize and ours.max_length == 128
-    assert_close(f"pooling {pooling}", ours.embed(TEXTS), reference.encode(TEXTS), 1e-5)
+    assert_claim("embedder", f"pooling {pooling}", ours.embed(TEXTS), reference.encode(TEXTS), np.float32)
 
 
 def test_explicit_arguments_override_the_folder(minilm_path):

@@ -13,14 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parity import compare_outputs, max_abs
+from parity import assert_claim, compare_outputs, computed_positions, summary
 
 import bertnp
 from bertnp import fast, model
 from bertnp.config import BertConfig
 from bertnp.weights import build_tree, expected_shapes
 
-ATOL = {np.float32: 1e-5, np.float64: 1e-12}
 ACTS = ["gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "quick_gelu"]
 TEXTS = [
     "Microsoft has taken its first step into the metaverse.",
@@ -47,13 +46,6 @@ def random_weights(config: BertConfig, dtype, seed: int, pooler: bool, classifie
     return build_tree(tensors, config, dtype, source=f"random(seed={seed})")
 
 
-def computed_positions(mask):
-    keep = np.asarray(mask) != 0
-    keep[:, 0] = True
-    keep[~(np.asarray(mask) != 0).any(axis=1)] = True
-    return keep
-
-
 def compare(out, ref, mask, dtype, name=""):
     """compare_outputs at the computed positions, exact zeros elsewhere; returns {output: max abs error}."""
     keep = computed_positions(mask)
@@ -61,7 +53,7 @@ def compare(out, ref, mask, dtype, name=""):
                  "logits": ref.logits}
     if ref.hidden_states is not None:
         reference["hidden_states"], reference["attentions"] = ref.hidden_states, ref.attentions
-    errors = compare_outputs(out, reference, keep, dtype, real_tokens_only=True)
+    errors = compare_outputs(out, reference, keep, dtype, claim="fast")
     for state in (out.last_hidden_state, *(out.hidden_states or ())):
         assert state.shape == ref.last_hidden_state.shape and state.dtype == dtype
         assert not state[~keep].any(), f"{name}: a state at an uncomputed position is not 0"
@@ -76,7 +68,8 @@ def checkpoints(draw):
     heads = draw(st.sampled_from([1, 2, 3, 4]))
     raw = dict(
         vocab_size=draw(st.integers(20, 120)),
-        hidden_size=heads * draw(st.integers(2, 12)),
+        # H >= 4: over 2 features LayerNorm is +-1 (a sign), so ill-conditioned where the two are close
+        hidden_size=heads * draw(st.integers(max(2, 4 // heads), 12)),
         num_hidden_layers=draw(st.integers(1, 3)),
         num_attention_heads=heads,
         intermediate_size=draw(st.integers(3, 67)),
@@ -140,9 +133,9 @@ def test_row_without_real_tokens_matches_reference_whole(dtype):
     out = fast.forward(**enc, fast_weights=fast.prepare(weights, config), config=config, output_attentions=True)
     ref = model.bert(**enc, weights=weights, config=config, xp=np, output_attentions=True)
     assert np.isfinite(out.last_hidden_state).all()
-    for got, want in ((out.last_hidden_state[1], ref.last_hidden_state[1]), (out.attentions[0][1], ref.attentions[0][1]),
-                      (out.last_hidden_state[2, 0], ref.last_hidden_state[2, 0])):  # left-padded position 0
-        assert max_abs(got, want) <= ATOL[dtype]
+    assert_claim("fast", "row without real tokens", out.last_hidden_state[1], ref.last_hidden_state[1], dtype)
+    assert_claim("fast", "its attentions", out.attentions[0][1], ref.attentions[0][1], dtype)
+    assert_claim("fast", "left-padded position 0", out.last_hidden_state[2, 0], ref.last_hidden_state[2, 0], dtype)
     compare(out, ref, enc["attention_mask"], dtype)
 
 
@@ -185,16 +178,16 @@ def test_minilm_mixed_lengths_match_reference(minilm, dtype, regime):
     ref = model.bert(**enc, weights=m.weights, config=m.config, xp=np, output_hidden_states=True,
                      output_attentions=True)
     errors = compare(out, ref, enc["attention_mask"], dtype, "MiniLM")
-    worst = {k: v for k, v in errors.items() if not k.startswith(("hidden_states[", "attentions["))}
-    worst["hidden_states (max)"] = max(v for k, v in errors.items() if k.startswith("hidden_states["))
-    worst["attentions (max)"] = max(v for k, v in errors.items() if k.startswith("attentions["))
-    print(f"MiniLM {np.dtype(dtype).name} ({regime}) fast vs reference, max abs error:",
-          ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
+    print(f"MiniLM {np.dtype(dtype).name} ({regime}) fast vs reference, max abs error: {summary(errors)}")
 
 
-def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch):
-    """Alone, a text runs on the calling thread; in the batch, on every thread with split GEMMs."""
-    m, fw = minilm["float32"]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch, dtype):
+    """Alone, a text runs on the calling thread; in the batch, on every thread with split GEMMs.
+
+    Not bit-identical (deterministic mode is): BLAS rounds a row differently in GEMMs of other heights
+    and thread splits (OpenBLAS's AVX2 kernels most), and the difference grows through the layers."""
+    m, fw = minilm[np.dtype(dtype).name]
     batch = m.tokenize(TEXTS)
     monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 1)
     together = fast.forward(**batch, fast_weights=fw, config=m.config)
@@ -203,10 +196,11 @@ def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch):
     for i, text in enumerate(TEXTS):
         alone = fast.forward(**m.tokenize([text]), fast_weights=fw, config=m.config)
         n = int(batch["attention_mask"][i].sum())
-        worst = max(worst, max_abs(alone.last_hidden_state[0, :n], together.last_hidden_state[i, :n]),
-                    max_abs(alone.pooler_output[0], together.pooler_output[i]))
-    print(f"MiniLM float32: a text alone vs in a batch of {len(TEXTS)}: max abs difference {worst:.2e}")
-    assert worst <= 1e-6, f"batch invariance: max abs difference {worst:.2e} > 1e-6"
+        worst = max(worst, assert_claim("batch", f"text {i} last_hidden_state", alone.last_hidden_state[0, :n],
+                                        together.last_hidden_state[i, :n], dtype),
+                    assert_claim("batch", f"text {i} pooler_output", alone.pooler_output[0], together.pooler_output[i],
+                                 dtype))
+    print(f"MiniLM {np.dtype(dtype).name}: a text alone vs in a batch of {len(TEXTS)}: max abs difference {worst:.2e}")
 
 
 def test_minilm_forward_from_many_python_threads(minilm, monkeypatch):

@@ -2,7 +2,8 @@
 
 weights/tiny: a 2-layer classifier with its own tokenizer (made by weights/make_tiny.py, transformers 5).
 weights/relative: relative_key and relative_key_query models (weights/make_relative_goldens.py, transformers
-4.57, since transformers 5 silently ignores these position embedding types).
+4.57, since transformers 5 silently ignores these position embedding types): two fixed ones, and random ones
+with left padding, masks with holes, a row without real tokens and up to 512 tokens.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import WEIGHTS
-from parity import compare_outputs
+from parity import compare_outputs, compared_positions, summary
 
 import bertnp
 
 TINY = os.path.join(WEIGHTS, "tiny")
+RELATIVE = os.path.join(WEIGHTS, "relative")
+RELATIVE_GOLDENS = sorted(name for name in os.listdir(RELATIVE) if os.path.isdir(os.path.join(RELATIVE, name)))
 DTYPES = [np.float32, np.float64]
 BACKENDS = ["numpy", "numba"]
 
@@ -27,8 +30,9 @@ def reference(golden, prefix: str) -> dict:
     ref = {name: golden[prefix + name] for name in ("last_hidden_state", "pooler_output")}
     if prefix + "logits" in golden:
         ref["logits"] = golden[prefix + "logits"]
-    ref["hidden_states"] = list(golden[prefix + "hidden_states"])
-    ref["attentions"] = list(golden[prefix + "attentions"])
+    if prefix + "hidden_states" in golden:  # long sequences keep only the last state and the pooler
+        ref["hidden_states"] = list(golden[prefix + "hidden_states"])
+        ref["attentions"] = list(golden[prefix + "attentions"])
     return ref
 
 
@@ -43,8 +47,8 @@ def test_tiny_classifier_matches_golden(batch, dtype, backend):
     for name in ("input_ids", "attention_mask", "token_type_ids"):
         np.testing.assert_array_equal(enc[name], golden[f"{batch}_{name}"], err_msg=f"tokenizer: {name}")
     out = model(**enc, output_hidden_states=True, output_attentions=True)
-    compare_outputs(out, reference(golden, f"{batch}_{dtype.__name__}_"), enc["attention_mask"], dtype,
-                    real_tokens_only=not (backend == "numpy" and dtype == np.float64))
+    keep = compared_positions(enc["attention_mask"], dtype, backend)
+    compare_outputs(out, reference(golden, f"{batch}_{dtype.__name__}_"), keep, dtype, claim="tiny")
     assert model.labels == ["World", "Sports", "Business"]
 
 
@@ -58,19 +62,37 @@ def test_tiny_predictions_have_varied_labels():
     assert len(set(logits.argmax(1))) > 1
 
 
+def test_relative_goldens_cover_what_they_claim():
+    """The random goldens hold left padding, holes, a row without real tokens and 512 tokens; every golden
+    says which transformers made it (4.57: transformers 5 ignores relative positions)."""
+    rows = []
+    for name in RELATIVE_GOLDENS:
+        golden = np.load(os.path.join(RELATIVE, name, "golden.npz"))
+        assert str(golden["made_with"]).startswith("transformers 4.57."), f"{name}: made with {golden['made_with']}"
+        rows.extend(golden["attention_mask"])
+    assert {"relative_key", "relative_key_query", "random-0"} <= set(RELATIVE_GOLDENS)
+    real = [np.flatnonzero(row) for row in rows]
+    assert any(len(r) and r[0] > 0 and r[-1] == len(row) - 1 for r, row in zip(real, rows)), "no left padding"
+    assert any(len(r) and r[-1] - r[0] + 1 > len(r) for r in real), "no mask with holes"
+    assert any(not len(r) for r in real), "no row without real tokens"
+    assert max(len(row) for row in rows) == 512
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
-def test_relative_position_models_match_transformers_4(kind, dtype, backend):
-    folder = os.path.join(WEIGHTS, "relative", kind)
+@pytest.mark.parametrize("name", RELATIVE_GOLDENS)
+def test_relative_position_models_match_transformers_4(name, dtype, backend):
+    folder = os.path.join(RELATIVE, name)
     golden = np.load(os.path.join(folder, "golden.npz"))
     model = bertnp.load(folder, dtype=dtype.__name__, backend=backend)
-    assert model.config.position_embedding_type == kind
+    assert model.config.position_embedding_type in ("relative_key", "relative_key_query")
     assert model.tokenizer is None  # no tokenizer files: the model still loads
-    enc = {name: golden[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    enc = {key: golden[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
     out = model(**enc, output_hidden_states=True, output_attentions=True)
-    compare_outputs(out, reference(golden, f"{dtype.__name__}_"), enc["attention_mask"], dtype,
-                    real_tokens_only=not (backend == "numpy" and dtype == np.float64))
+    keep = compared_positions(enc["attention_mask"], dtype, backend)
+    errors = compare_outputs(out, reference(golden, f"{dtype.__name__}_"), keep, dtype, claim="relative")
+    print(f"{name} ({model.config.position_embedding_type}, B,T={enc['input_ids'].shape}) {backend} "
+          f"{dtype.__name__}: {summary(errors)}")
 
 
 def test_missing_tokenizer_loads_but_tokenize_explains():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import WEIGHTS
-from parity import assert_close
+from parity import compare_outputs, compared_positions, summary
+from texts import TEXTS
 
 import bertnp
 from bertnp import backends, gpu, model
@@ -17,26 +18,29 @@ from bertnp import backends, gpu, model
 TINY = os.path.join(WEIGHTS, "tiny")
 
 
-@pytest.mark.parametrize("dtype,atol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-@pytest.mark.parametrize("folder", ["tiny", "minilm", "relative_key"])
-def test_gpu_forward_with_numpy_equals_the_reference(folder, dtype, atol, minilm_path):
-    path = {"tiny": TINY, "minilm": minilm_path, "relative_key": os.path.join(WEIGHTS, "relative", "relative_key")}[folder]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("folder", ["tiny", "minilm"])  # relative models run model.bert itself on the GPU
+def test_gpu_forward_with_numpy_equals_the_reference(folder, dtype, minilm_path):
+    """Not bit-equal: gpu.forward runs Q, K and V as one [B*T, 3H] GEMM, the reference as three, and BLAS
+    rounds GEMMs of other shapes differently (OpenBLAS's AVX2 kernels do; its AVX-512 ones happen not to on
+    MiniLM). float32 at real tokens only, as every float32 comparison: padded states are ill-conditioned
+    (on MiniLM with AVX2 kernels 3e-5 apart here, against 3e-6 at real tokens)."""
+    path = {"tiny": TINY, "minilm": minilm_path}[folder]
     reference = bertnp.load(path, dtype=dtype.__name__, backend="numpy")
     if reference.tokenizer is None:
         enc = {"input_ids": np.array([[2, 5, 7, 9], [3, 4, 0, 0]]), "attention_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]]),
                "token_type_ids": np.zeros((2, 4), np.int64)}
     else:
-        enc = reference.tokenize(["the team won the game on sunday", "hello", ("who won", "the team")])
+        enc = reference.tokenize(TEXTS + [("who won", "the team")], max_length=64)
     want = reference(**enc, output_hidden_states=True, output_attentions=True)
     weights = gpu.prepare(reference.weights, np)
     got = gpu.forward(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], weights, reference.config,
                       np, gpu.NumpyOps(np), output_hidden_states=True, output_attentions=True)
-    assert_close("last_hidden_state", got.last_hidden_state, want.last_hidden_state, atol)
-    assert_close("pooler_output", got.pooler_output, want.pooler_output, atol)
-    for i, (a, b) in enumerate(zip(got.attentions, want.attentions)):
-        assert_close(f"attentions[{i}]", a, b, atol)
-    if want.logits is not None:
-        assert_close("logits", got.logits, want.logits, atol)
+    keep = compared_positions(enc["attention_mask"], dtype, backend="numpy")
+    ref = {"last_hidden_state": want.last_hidden_state, "pooler_output": want.pooler_output, "logits": want.logits,
+           "hidden_states": want.hidden_states, "attentions": want.attentions}
+    errors = compare_outputs(got, ref, keep, dtype, claim="gpu_numpy")
+    print(f"{folder} {np.dtype(dtype).name} gpu.forward(xp=numpy) vs reference: {summary(errors)}")
 
 
 def test_cupy_backend_is_never_chosen_by_default_and_fails_clearly(monkeypatch):

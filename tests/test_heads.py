@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import WEIGHTS, require
-from parity import ATOL, assert_close
+from parity import assert_claim, assert_close
 
 import bertnp
 from bertnp.heads import QuestionAnsweringOutput
@@ -84,7 +84,8 @@ def run_transformers(folder: str, head: str, enc: dict) -> dict:
 def configs(draw):
     heads = draw(st.sampled_from([1, 2, 4]))
     return dict(
-        hidden_size=heads * draw(st.integers(2, 10)),
+        # H >= 4: over 2 features LayerNorm is +-1 (a sign), so ill-conditioned where the two are close
+        hidden_size=heads * draw(st.integers(max(2, 4 // heads), 10)),
         num_hidden_layers=draw(st.integers(1, 2)),
         num_attention_heads=heads,
         intermediate_size=draw(st.integers(3, 40)),
@@ -116,9 +117,9 @@ def compare_head(model, enc, want: dict, dtype, real_tokens_only: bool) -> dict:
         assert got is not None, f"{name}: bertnp returned None"
         label = f"{model.architecture} {name} ({np.dtype(dtype).name}, {model.backend.name})"
         if got.ndim >= 2 and got.shape[:2] == keep.shape:  # per token: [B, T, ...]
-            errors[name] = assert_close(label, got[keep], reference[keep], ATOL[dtype])
+            errors[name] = assert_claim("heads", label, got[keep], reference[keep], dtype)
         else:
-            errors[name] = assert_close(label, got, reference, ATOL[dtype])
+            errors[name] = assert_claim("heads", label, got, reference, dtype)
     return errors
 
 
