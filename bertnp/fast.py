@@ -20,8 +20,8 @@ On real tokens, pooler_output and logits the outputs equal the reference's withi
 
 Threads: below PARALLEL_MIN_TOKENS packed tokens, kernels run on the calling thread and BLAS threads its
 own GEMMs; from there on, kernels run on Numba's threads and GEMMs on single-threaded BLAS, split into
-row blocks by kernels.gemm (whose docstring says why). numba.get_num_threads() threads either way
-(kernels.set_threads sets it). Deterministic mode runs every GEMM on single-threaded BLAS in blocks of
+row blocks by kernels.gemm (whose docstring says why). kernels.threads() threads either way, in whichever
+Python thread calls (kernels.set_threads sets it). Deterministic mode runs every GEMM on single-threaded BLAS in blocks of
 DETERMINISTIC_ROWS rows, so that no result depends on the thread count.
 
 Shape letters as in model.py, plus M packed tokens.
@@ -37,6 +37,7 @@ import numpy as np
 
 from . import blas
 from .config import BertConfig
+from . import kernels
 from .kernels import LAUNCH_LOCK, cpu, gemm
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm
@@ -133,7 +134,8 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
     types = np.zeros((B, T), np.int64) if token_type_ids is None else np.array(token_type_ids, dtype=np.int64)
     with LAUNCH_LOCK:
         packed = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
-        threads = numba.get_num_threads()
+        threads = kernels.threads()
+        numba.set_num_threads(threads)  # Numba's count is per Python thread: this one may never have set it
         parallel = threads > 1 and packed[0].shape[0] >= PARALLEL_MIN_TOKENS
         one_blas_thread = deterministic or parallel  # no BLAS call of ours may wake BLAS's threads meanwhile
         gemm_threads = threads if one_blas_thread else 1

@@ -35,21 +35,28 @@ os.register_at_fork(before=LAUNCH_LOCK.acquire, after_in_parent=LAUNCH_LOCK.rele
                     after_in_child=LAUNCH_LOCK.release)
 
 
-def set_threads(n: int) -> None:
-    """Run Numba's kernels on n threads and, when threadpoolctl is installed, BLAS GEMMs on n threads too.
+_threads = numba.config.NUMBA_NUM_THREADS  # set_threads; bertnp.fast runs every forward pass on this many
 
-    Numba's count applies to the calling Python thread (numba.set_num_threads is thread-local); the BLAS
-    count applies to the whole process.
+
+def set_threads(n: int) -> None:
+    """Run bertnp's kernels and GEMMs on n threads, in every Python thread of the process: Numba's count
+    (which numba.set_num_threads sets for the calling Python thread only; bertnp.fast sets it from here in
+    whichever thread calls it) and BLAS's (process-wide, through threadpoolctl).
     """
+    global _threads
     limit = numba.config.NUMBA_NUM_THREADS
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
         raise BertnpError(f"threads={n!r}: expected an integer from 1 to NUMBA_NUM_THREADS={limit}")
+    _threads = n
     numba.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=n, user_api="blas")
+
+
+def threads() -> int:
+    """The thread count set_threads (or BERTNP_NUM_THREADS) chose; NUMBA_NUM_THREADS (all cores) by default."""
+    return _threads
 
 
 def _threads_from_environment() -> None:

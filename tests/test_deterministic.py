@@ -67,17 +67,19 @@ def test_outputs_do_not_depend_on_the_batch(model, data):
 
 @contextlib.contextmanager
 def threads(numba_threads, blas_threads):
-    """Numba's threads (this Python thread's count) and BLAS's threads, for the block."""
+    """bertnp's kernel threads and BLAS's threads, for the block."""
     import numba
     import threadpoolctl
 
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+    from bertnp import kernels
+
+    before = kernels.threads()
+    kernels.set_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
     try:
         with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"):
             yield
     finally:
-        numba.set_num_threads(before)
+        kernels.set_threads(before)
 
 
 def test_outputs_do_not_depend_on_thread_counts(model):

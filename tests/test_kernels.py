@@ -256,15 +256,24 @@ def test_parallel_kernels_run_on_the_workqueue_layer():
 
 
 def test_set_threads_sets_numba_and_blas():
+    import threading
+
+    from bertnp import kernels
+
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    before = numba.get_num_threads()
+    before = kernels.threads()
     blas_before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     try:
         set_threads(1)
-        assert numba.get_num_threads() == 1
+        assert numba.get_num_threads() == 1 and kernels.threads() == 1
         assert all(i["num_threads"] == 1 for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+        seen = []  # numba.set_num_threads is per Python thread: another thread must see the count too
+        worker = threading.Thread(target=lambda: seen.append(kernels.threads()))
+        worker.start()
+        worker.join()
+        assert seen == [1]
     finally:
-        numba.set_num_threads(before)
+        set_threads(before)
         if blas_before:
             threadpoolctl.threadpool_limits(limits=max(blas_before), user_api="blas")
     for bad in (0, -1, 1.5, True, numba.config.NUMBA_NUM_THREADS + 1):
