@@ -15,8 +15,10 @@ What that means at positions the mask pads out:
   - except rows with no real token at all, computed whole as the reference does: its mask bias is then
     the same for every key, so attention is uniform over all T positions. Nothing becomes NaN.
 On real tokens, pooler_output and logits the outputs equal the reference's within rounding
-(tests/test_fast_parity.py), and a text's outputs hardly depend on the other texts of its batch (MiniLM:
-2e-7 alone vs in a batch, from BLAS rounding blocks of different heights differently).
+(tests/test_fast_parity.py), and a text's outputs depend on the other texts of its batch by rounding only:
+BLAS rounds a row differently in GEMMs of other heights (MiniLM, alone vs in a batch: 1.9e-7 with
+OpenBLAS's AVX-512 kernels, 3.3e-6 with its AVX2 ones; tests/claims.py `batch`). Deterministic mode
+removes even that.
 
 Threads: below PARALLEL_MIN_TOKENS packed tokens, kernels run on the calling thread and BLAS threads its
 own GEMMs; from there on, kernels run on Numba's threads and GEMMs on single-threaded BLAS, split into
