@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import warnings
+import weakref
 
-from . import model
+from . import forks, model
 from .errors import InputError
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -35,23 +38,74 @@ class NumpyBackend:
 
 
 class NumbaBackend:
+    """bertnp.fast: pad-free batches on the Numba kernels.
+
+    Preparing it means importing Numba, laying the weights out for the GEMMs (fast.prepare) and compiling
+    this dtype's kernels: about 10 s after an install, under a second from Numba's cache. With
+    background=True (what backend=None gives) that happens on a thread of its own, and until it is done
+    forward passes run on the reference path, so that no caller waits for the compiler; the two paths agree
+    within the fast path's parity (tests/claims.py `fast`). Otherwise (backend="numba" asked by name, or
+    deterministic mode, which never mixes paths) it happens here, before the first call. A fork waits for
+    a preparation under way, so that every child inherits the compiled kernels.
+    """
+
     name = "numba"
 
-    def __init__(self, weights, config, deterministic: bool = False):
-        from . import fast
-
-        self.fast, self.config, self.deterministic = fast, config, deterministic
-        self.weights = fast.prepare(weights, config)
+    def __init__(self, weights, config, deterministic: bool = False, background: bool = False):
+        self.config, self.deterministic = config, deterministic
         self.reference = NumpyBackend(weights, config)
+        self.fast = self.weights = None  # bertnp.fast and its FastWeights, once prepared
+        self.error: BaseException | None = None  # why preparing failed; the reference path serves on
+        self._prepared = threading.Event()
+        if background and not deterministic:
+            _PREPARING.add(self)
+            threading.Thread(target=self._prepare, args=(weights,), name="bertnp-prepare", daemon=True).start()
+        else:
+            self._prepare(weights)
+            if self.error is not None:
+                raise self.error
+
+    def _prepare(self, weights):
+        try:
+            from . import fast
+
+            prepared = fast.prepare(weights, self.config)
+            fast.warm_up(prepared, self.config)
+            self.fast, self.weights = fast, prepared
+            fast.release_originals(weights)  # the GEMM layout replaces them: one resident copy of the weights
+        except BaseException as e:  # a background thread has nobody to raise to
+            self.error = e
+            if threading.current_thread() is not threading.main_thread():
+                warnings.warn(f"bertnp: the numba backend could not be prepared ({type(e).__name__}: {e}); "
+                              "the reference path answers instead", RuntimeWarning, stacklevel=1)
+        finally:
+            self._prepared.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the fast path is prepared (or timeout seconds pass); True when it runs the calls."""
+        self._prepared.wait(timeout)
+        return self.fast is not None
 
     def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
                 numerics=model.TRANSFORMERS, tap=model.no_tap):
-        if numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement transformers' arithmetic only
-            return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
-                                          output_attentions, numerics, tap)
-        return self.fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
-                                 output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                                 deterministic=self.deterministic)
+        fast = self.fast
+        if fast is None or numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement
+            return self.reference.forward(input_ids, attention_mask, token_type_ids,  # transformers' arithmetic
+                                          output_hidden_states, output_attentions, numerics, tap)
+        return fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                            deterministic=self.deterministic)
+
+
+_PREPARING: weakref.WeakSet = weakref.WeakSet()  # NumbaBackends whose preparation may be under way
+
+
+def _wait_for_preparations():
+    for backend in list(_PREPARING):
+        backend.wait()
+
+
+forks.wait_before_fork(_wait_for_preparations)
 
 
 class CupyBackend:
@@ -138,10 +192,11 @@ def choose(name: str | None) -> str:
 def create(name: str | None, weights, config, deterministic: bool = False, **options):
     """options (allow_tf32, keep_on_device) are the cupy backend's. deterministic: the numba backend's GEMMs
     at heights that do not depend on the thread count (bertnp.fast.forward); the reference path needs
-    nothing more than Bert's deterministic mode gives it (one sequence at a time, one BLAS thread)."""
+    nothing more than Bert's deterministic mode gives it (one sequence at a time, one BLAS thread).
+    The numba backend prepares in the background when it was not asked for by name (NumbaBackend)."""
     chosen = choose(name)
     if options and chosen != "cupy":
         raise InputError(f"{', '.join(options)}: options of backend='cupy', not of backend={chosen!r}")
     if chosen == "numba":
-        return NumbaBackend(weights, config, deterministic)
+        return NumbaBackend(weights, config, deterministic, background=name is None and not os.environ.get("BERTNP_BACKEND"))
     return {"numpy": NumpyBackend, "cupy": CupyBackend}[chosen](weights, config, **options)

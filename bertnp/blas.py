@@ -15,15 +15,16 @@ deterministic forward runs can still change its result.)
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
+
+from . import forks
 
 LOCK = threading.RLock()  # held while bertnp runs BLAS single-threaded
 _controller = None
 
 # A process that forks while a limit is on would leave its child with one BLAS thread and a lock that no
 # thread of the child will ever release: fork waits for the limit to end instead.
-os.register_at_fork(before=LOCK.acquire, after_in_parent=LOCK.release, after_in_child=LOCK.release)
+forks.hold_across_fork(LOCK)
 
 
 @contextlib.contextmanager

@@ -20,10 +20,10 @@ BLAS rounds a row differently in GEMMs of other heights (MiniLM, alone vs in a b
 OpenBLAS's AVX-512 kernels, 3.3e-6 with its AVX2 ones; tests/claims.py `batch`). Deterministic mode
 removes even that.
 
-Threads: below PARALLEL_MIN_TOKENS packed tokens, kernels run on the calling thread and BLAS threads its
-own GEMMs; from there on, kernels run on Numba's threads and GEMMs on single-threaded BLAS, split into
-row blocks by kernels.gemm (whose docstring says why). kernels.threads() threads either way, in whichever
-Python thread calls (kernels.set_threads sets it). Deterministic mode runs every GEMM on single-threaded BLAS in blocks of
+Threads: BLAS always runs single-threaded (kernels.gemm says why). Below PARALLEL_MIN_TOKENS packed tokens
+everything runs on the calling thread; from there on, kernels run on Numba's threads and GEMMs are cut
+into row blocks that kernels.gemm's threads and the caller share. kernels.threads() threads, in whichever
+Python thread calls (kernels.set_threads sets it). Deterministic mode cuts GEMMs into blocks of
 DETERMINISTIC_ROWS rows, so that no result depends on the thread count.
 
 Shape letters as in model.py, plus M packed tokens.
@@ -31,18 +31,16 @@ Shape letters as in model.py, plus M packed tokens.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from . import blas
+from . import blas, kernels
 from .config import BertConfig
-from . import kernels
 from .kernels import LAUNCH_LOCK, cpu, gemm
 from .model import BertOutput
-from .weights import BertWeights, Embeddings, LayerNorm
+from .weights import BertWeights, Embeddings, LayerNorm, release_pages
 
 PARALLEL_MIN_TOKENS = 128  # MiniLM, 2 cores: 64 tokens 12.5 ms on the calling thread vs 16.1 ms split; 256: 53.5 vs 47.4
 DETERMINISTIC_ROWS = 64  # GEMM height in deterministic mode: 512 tokens make 8 blocks to share between threads
@@ -115,6 +113,22 @@ def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
     )
 
 
+def warm_up(fast_weights: FastWeights, config: BertConfig) -> None:
+    """Compile every kernel `forward` calls for the weights' dtype (or load them from Numba's cache): one
+    two-token forward pass. The kernels take `parallel` and the relative-position kind as arguments, so
+    this one specialization serves every batch."""
+    ids = np.zeros((1, 2), np.int64)
+    forward(ids, np.ones_like(ids), ids, fast_weights, config)
+
+
+def release_originals(weights: BertWeights) -> None:
+    """Drop the memory-mapped GEMM weights that `prepare` copied from this process's resident memory (the
+    reference path, which reads them for traces and other numerics, faults them back in if it runs)."""
+    for layer in weights.layers:
+        for linear in (layer.query, layer.key, layer.value, layer.attention_output, layer.intermediate, layer.output):
+            release_pages(linear.weight)
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = np.ascontiguousarray(array).view(np.ndarray)
     view.flags.writeable = False
@@ -139,10 +153,9 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
         threads = kernels.threads()
         numba.set_num_threads(threads)  # Numba's count is per Python thread: this one may never have set it
         parallel = threads > 1 and packed[0].shape[0] >= PARALLEL_MIN_TOKENS
-        one_blas_thread = deterministic or parallel  # no BLAS call of ours may wake BLAS's threads meanwhile
-        gemm_threads = threads if one_blas_thread else 1
+        gemm_threads = threads if parallel or deterministic else 1
         block_rows = DETERMINISTIC_ROWS if deterministic else None
-        with blas.single_threaded() if one_blas_thread else contextlib.nullcontext():
+        with blas.single_threaded():  # BLAS's own threads never run: kernels.gemm says why
             return _forward(input_ids, types, packed, fast_weights, config, output_hidden_states, output_attentions,
                             parallel, gemm_threads, block_rows)
 

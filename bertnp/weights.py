@@ -9,6 +9,7 @@ dtype, loading a model copies nothing. float16 and bfloat16 files are upcast (Nu
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -186,6 +187,22 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         if begin < end:  # as the safetensors library, refuse tensors that share bytes
             raise WeightsError(f"{path}: tensors '{first}' and '{second}' overlap in the data section")
     return {name: _widen(a) if a.dtype in (np.float16, np.uint16) else a for name, a in tensors.items()}
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the whole pages of a memory-mapped tensor from this process's resident memory, once a copy of
+    it (bertnp.fast's GEMM layout) has replaced it: the file stays mapped, so a later read faults the
+    pages back in from the page cache. Arrays that are not views of a memory map are left as they are."""
+    root = array  # the np.memmap that owns the mmap: its data starts offset % ALLOCATIONGRANULARITY into it
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    if not isinstance(root, np.memmap) or array.size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = array.ctypes.data - root.ctypes.data + root.offset % mmap.ALLOCATIONGRANULARITY
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        root.base.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def _is_int(value) -> bool:

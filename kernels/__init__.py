@@ -24,6 +24,7 @@ import threading
 
 import numba
 
+from bertnp import forks
 from bertnp.errors import BertnpError
 
 THREADING_LAYER = "workqueue"
@@ -31,8 +32,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = THREADING_LAYER
 LAUNCH_LOCK = threading.Lock()  # held while kernels run: workqueue must never see two launching threads
 # fork waits for a forward pass in flight, so that the child's lock is free and its threads' state whole
-os.register_at_fork(before=LAUNCH_LOCK.acquire, after_in_parent=LAUNCH_LOCK.release,
-                    after_in_child=LAUNCH_LOCK.release)
+forks.hold_across_fork(LAUNCH_LOCK, outer=True)  # a forward pass takes it before bertnp.blas.LOCK
 
 
 _threads = numba.config.NUMBA_NUM_THREADS  # set_threads; bertnp.fast runs every forward pass on this many

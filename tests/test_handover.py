@@ -1,0 +1,87 @@
+"""No caller waits for the compiler: with backend=None, the numba backend prepares (imports Numba, lays the
+weights out, compiles or loads its kernels) on a thread of its own while the reference path answers, then
+takes over. Asked for by name, or in deterministic mode, it is ready before the first call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from parity import assert_claim
+
+import bertnp
+from bertnp import fast
+
+TEXTS = ["Microsoft has taken its first step into the metaverse.", "Hello", "Stocks fell sharply on Monday."]
+
+
+def test_the_reference_path_answers_until_the_kernels_are_ready(minilm_path, monkeypatch):
+    release = threading.Event()
+    warm_up = fast.warm_up
+
+    def slow_warm_up(*args):  # the kernels "compile" until the test says so
+        release.wait(60)
+        warm_up(*args)
+
+    monkeypatch.setattr(fast, "warm_up", slow_warm_up)
+    monkeypatch.delenv("BERTNP_BACKEND", raising=False)
+    model = bertnp.load(minilm_path)
+    reference = bertnp.load(minilm_path, backend="numpy")
+    enc = model.tokenize(TEXTS)
+    assert model.backend.name == "numba" and model.backend.fast is None  # preparing
+    before = model(**enc).last_hidden_state
+    assert np.array_equal(before, reference(**enc).last_hidden_state)  # the reference path itself
+    release.set()
+    assert model.backend.wait(60) and model.backend.error is None
+    after = model(**enc).last_hidden_state
+    real = enc["attention_mask"].astype(bool)
+    assert_claim("fast", "last_hidden_state before vs after the hand-over", after[real], before[real], np.float32)
+    assert not after[~real].any()  # the fast path ran: it leaves padded positions at zero
+
+
+def test_asked_for_by_name_or_deterministic_it_is_ready_at_once(minilm_path, monkeypatch):
+    monkeypatch.delenv("BERTNP_BACKEND", raising=False)
+    assert bertnp.load(minilm_path, backend="numba").backend.fast is not None
+    assert bertnp.load(minilm_path, deterministic=True).backend.fast is not None  # never mixes paths
+
+
+SCRIPT = r"""
+import json, os, sys, time
+import bertnp
+report = {"numba_after_import": "numba" in sys.modules}
+bertnp.load(sys.argv[1], backend="numpy")
+report["numba_after_numpy_load"] = "numba" in sys.modules
+model = bertnp.load(sys.argv[1])
+vectors = model.embed(["hello world"])
+report["fast_at_first_answer"] = model.backend.fast is not None
+pid = os.fork()
+if pid == 0:  # a fork waits for the preparation: the child has the kernels at once
+    os._exit(0 if model.backend.fast is not None else 3)
+report["child_exit"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+report["ready"] = model.backend.wait(300)
+report["difference"] = float(abs(model.embed(["hello world"]) - vectors).max())
+print(json.dumps(report))
+"""
+
+
+def test_first_answer_with_an_empty_numba_cache_does_not_wait(minilm_path, tmp_path):
+    """A fresh install: Numba's cache is empty (NUMBA_CACHE_DIR points at an empty folder), so compiling
+    takes seconds. The first answer comes from the reference path before that ends."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env.pop("BERTNP_BACKEND", None)
+    run = subprocess.run([sys.executable, "-c", SCRIPT, minilm_path], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert not report["numba_after_import"] and not report["numba_after_numpy_load"], report
+    assert not report["fast_at_first_answer"], report  # answered while the kernels were compiling
+    assert report["child_exit"] == 0 and report["ready"], report
+    assert report["difference"] <= 1e-5, report
+    assert os.listdir(tmp_path / "numba-cache"), "the kernels were not compiled into the empty cache"
