@@ -16,7 +16,7 @@ import threading
 import warnings
 import weakref
 
-from . import forks, model
+from . import blas, forks, model
 from .errors import InputError
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -90,8 +90,9 @@ class NumbaBackend:
                 numerics=model.TRANSFORMERS, tap=model.no_tap):
         fast = self.fast
         if fast is None or numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement
-            return self.reference.forward(input_ids, attention_mask, token_type_ids,  # transformers' arithmetic
-                                          output_hidden_states, output_attentions, numerics, tap)
+            with blas.single_threaded():  # transformers' arithmetic only; BLAS threads: kernels.gemm says why
+                return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
+                                              output_attentions, numerics, tap)
         return fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
                             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                             deterministic=self.deterministic)

@@ -17,7 +17,7 @@ TINY = os.path.join(WEIGHTS, "tiny")
 
 @pytest.fixture(scope="module")
 def model():
-    return bertnp.load(TINY)
+    return bertnp.load(TINY, backend="numpy")
 
 
 def test_ids_outside_the_vocabulary(model):

@@ -192,8 +192,8 @@ def test_converted_bert_classifier_runs_like_save_pretrained(tmp_path, torch, dt
     input_ids = rng.integers(0, config.vocab_size, size=(3, 9))
     attention_mask = np.ones((3, 9), np.int64)
     attention_mask[1, 6:] = 0
-    want = bertnp.load(saved)(input_ids, attention_mask, output_hidden_states=True)
-    got = bertnp.load(converted)(input_ids, attention_mask, output_hidden_states=True)
+    want = bertnp.load(saved, backend="numpy")(input_ids, attention_mask, output_hidden_states=True)
+    got = bertnp.load(converted, backend="numpy")(input_ids, attention_mask, output_hidden_states=True)
     for field in ("last_hidden_state", "pooler_output", "logits"):
         assert_bit_exact(field, getattr(got, field), getattr(want, field))
 
