@@ -1,21 +1,27 @@
-"""A real-text corpus for the embedding benchmark: paragraphs of the Python standard library's docstrings.
+"""The docstring corpus: ~2000 real paragraphs of mixed lengths, embedded by every engine as an app would
+(tokenize, length-sorted batches of 32, mean pooling, L2 normalization). texts/s.
 
-Deterministic for a given Python version: a fixed, sorted list of stdlib modules; in each, the module's
-docstring, then (by sorted name) the functions and classes it defines and the methods of those classes.
-Docstrings are split on blank lines, whitespace is collapsed, paragraphs with fewer than three words are
-dropped, duplicates are dropped (first occurrence kept), and the first `limit` paragraphs are returned.
-They run from a few tokens ("Return the absolute value.") to hundreds (long explanations, doctests).
-
-    python benchmarks/corpus.py          # prints how many paragraphs and their length in characters
+The corpus: paragraphs of the Python standard library's docstrings. Deterministic for a given Python
+version: a fixed, sorted list of stdlib modules; in each, the module's docstring, then (by sorted name)
+the functions and classes it defines and the methods of those classes. Docstrings are split on blank
+lines, whitespace is collapsed, paragraphs with fewer than three words and duplicates are dropped. They
+run from a few tokens ("Return the absolute value.") to hundreds (long explanations, doctests).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import platform
 import re
-import sys
 import warnings
+
+import numpy as np
+
+from harness import MINILM, Column, Section, Target, interleave
+
+ENGINES = [("fast", "numba"), ("reference", "numpy"), ("torch", "sdpa"), ("ort", "plain graph"),
+           ("ort", "fused graph")]
 
 MODULES = sorted([
     "abc", "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs", "collections",
@@ -80,10 +86,39 @@ def load(limit: int = 2000) -> list[str]:
     return texts
 
 
-if __name__ == "__main__":
-    texts = load()
-    sizes = sorted(len(t) for t in texts)
-    print(f"{len(texts)} paragraphs (Python {sys.version.split()[0]}), characters: min {sizes[0]}, "
-          f"median {sizes[len(sizes) // 2]}, max {sizes[-1]}")
-    for text in texts[:5]:
-        print("  ", text[:100])
+def warmup_sample(texts, n=64):
+    """n texts spread over the whole range of lengths, for a warm-up that meets long batches too."""
+    by_length = sorted(texts, key=len)
+    return [by_length[i * len(texts) // n] for i in range(min(n, len(texts)))]
+
+
+def describe(texts) -> str:
+    from engines import MAX_LENGTH, tokenizer
+
+    tok = tokenizer(MINILM)
+    tok.no_truncation()
+    lengths = [len(e.ids) for e in tok.encode_batch(texts)]
+    return (f"{len(texts)} paragraphs (Python {platform.python_version()}), {min(lengths)} to {max(lengths)} "
+            f"tokens (median {int(np.median(lengths))}; {sum(n > MAX_LENGTH for n in lengths)} truncated at "
+            f"{MAX_LENGTH})")
+
+
+def run(bench):
+    texts = load(bench.pick(2000, 200))
+    rounds, reference_rounds = bench.pick(3, 2), 1
+    section = Section(f"Docstring corpus ({len(texts)} texts) throughput",
+                      [Column("throughput", "texts/s", True)])
+    with bench.engines(bench.skim(ENGINES), MINILM, section) as workers:
+        result = interleave(workers, "embed", (texts,), rounds, warmup=1, warmup_args=(warmup_sample(texts),),
+                            caps={"reference": reference_rounds})
+    for worker, timing in result.timings.items():
+        section.add(worker, throughput=timing.median_rate(len(texts)), note=f"rounds: {len(timing.rounds)}")
+    section.agreement(result, ("torch", "sdpa"), ("ort", "plain graph"))
+    section.measured(result)
+    section.rounds = ("the median of interleaved rounds of the whole corpus (rounds per engine in the notes), "
+                      "after one warm-up call per engine on 64 texts of every length")
+    section.about = (f"all-MiniLM-L6-v2, {describe(texts)}. Tokenization, length-sorted batches of 32, mean "
+                     "pooling and L2 normalization are timed; bertnp through `Embedder.embed`, torch and ORT "
+                     "through the same tokenizer.json with the `tokenizers` library.")
+    section.targets.append(Target("docstring corpus >= 1.3x ORT", "throughput", 1.3))
+    return section

@@ -1,0 +1,159 @@
+"""Where bertnp's time goes: self time per wrapped function on MiniLM 32x128, by category, in a worker."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from harness import MINILM, Section
+from workloads.minilm_batch import BATCH, SEQ, random_batch
+
+CATEGORIES = [  # (category, name fragments), first match wins
+    ("embeddings", ("embed",)),
+    ("LayerNorm", ("norm",)),
+    ("softmax", ("softmax",)),
+    ("activation (GELU)", ("gelu", "erf", "polyval", "relu", "silu", "swish", "activation", "tanh")),
+    ("attention: QK^T, PV, scale+mask, heads", ("attention", "attn", "heads", "mask", "relative", "score")),
+    ("GEMM (linear layers)", ("linear", "gemm", "matmul", "dot", "dense")),
+    ("pooler", ("pool",)),
+]
+GLUE = "glue in wrapped functions (layer loop, allocations, residual adds, scatter)"
+OUTSIDE = "outside any op (input checks, Python call overhead)"
+USER_LAYER = {"bertnp", "bertnp.bert", "bertnp.cli", "bertnp.config", "bertnp.errors", "bertnp.tokenizer",
+              "bertnp.weights", "bertnp.embedder"}  # loading and input checks: their time shows up as OUTSIDE
+
+
+def category(name: str) -> str:
+    short = name.rsplit(".", 1)[-1].lower()
+    for title, fragments in CATEGORIES:
+        if any(f in short for f in fragments):
+            return title
+    return GLUE
+
+
+class OpTimer:
+    """Wraps module-level functions (and Numba dispatchers) of bertnp modules; self time per function.
+
+    Each wrapper is installed wherever bertnp holds the original: module attributes and module-level
+    dicts (model.ACTIVATIONS), so calls through any name are timed. Nested calls are subtracted.
+    """
+
+    def __init__(self):
+        self.self_time, self.calls, self.stack, self.undo = defaultdict(float), Counter(), [], []
+
+    def wrap(self, name, fn):
+        stack, self_time, calls, clock = self.stack, self.self_time, self.calls, time.perf_counter
+
+        def timed(*args, **kwargs):
+            stack.append(0.0)
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - start
+                self_time[name] += elapsed - stack.pop()
+                calls[name] += 1
+                if stack:
+                    stack[-1] += elapsed
+
+        return timed
+
+    def install(self, module_names) -> int:
+        targets = {}
+        for module_name in module_names:
+            module = sys.modules.get(module_name)
+            found = {}
+            for attr, obj in list(vars(module).items()) if module else ():
+                own = inspect.isfunction(obj) and obj.__module__ == module_name
+                dispatcher = hasattr(obj, "py_func") and getattr(obj.py_func, "__module__", None) == module_name
+                if (own or dispatcher) and id(obj) not in targets:
+                    found[id(obj)] = (obj, self.wrap(f"{module_name}.{attr}", obj))
+            targets.update(found)
+            compiled = any(hasattr(obj, "py_func") for obj, _ in found.values())
+            if module and getattr(module, "np", None) is np and not compiled:
+                # GEMMs written inline as np.matmul(..., out=): timed through a stand-in `np`. Never in a module
+                # of Numba kernels, which would read the stand-in if recompiled.
+                self.undo.append((vars(module), "np", np))
+                module.np = TimedNumpy(self, module_name)
+        for name, holder in list(sys.modules.items()):
+            if name != "bertnp" and not name.startswith("bertnp."):
+                continue
+            namespace = vars(holder)
+            for attr, value in list(namespace.items()):
+                if id(value) in targets and value is targets[id(value)][0]:
+                    self.undo.append((namespace, attr, value))
+                    namespace[attr] = targets[id(value)][1]
+                elif isinstance(value, dict) and not attr.startswith("__"):
+                    for key, item in list(value.items()):
+                        if id(item) in targets and item is targets[id(item)][0]:
+                            self.undo.append((value, key, item))
+                            value[key] = targets[id(item)][1]
+        return len(targets)
+
+    def restore(self):
+        for container, key, original in reversed(self.undo):
+            container[key] = original
+        self.undo.clear()
+
+
+class TimedNumpy:
+    """numpy, except that matmul and dot are timed as `<module>.np.matmul` / `.dot`."""
+
+    def __init__(self, timer: OpTimer, module_name: str):
+        self.matmul = timer.wrap(f"{module_name}.np.matmul", np.matmul)
+        self.dot = timer.wrap(f"{module_name}.np.dot", np.dot)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def profile_forward(engine, ids, mask, count) -> dict:
+    """In the worker: one untimed forward (compiles), then `count` forwards with every bertnp op wrapped."""
+    engine.hidden(ids, mask)
+    timer = OpTimer()
+    try:
+        # only modules already loaded: importing others could run their top-level code
+        wrapped = timer.install(sorted(n for n in list(sys.modules) if n.startswith("bertnp.") and n not in USER_LAYER))
+        start = time.perf_counter()
+        for _ in range(count):
+            engine.hidden(ids, mask)
+        total = (time.perf_counter() - start) / count
+    finally:
+        timer.restore()
+    functions = {name: (t / count, timer.calls[name] / count) for name, t in timer.self_time.items()}
+    categories = defaultdict(float)
+    for name, (t, _) in functions.items():
+        categories[category(name)] += t
+    categories[OUTSIDE] = total - sum(categories.values())
+    return {"total": total, "categories": dict(categories), "functions": functions, "wrapped": wrapped}
+
+
+def run(bench):
+    section = Section(f"Per-op profile, MiniLM-L6 {BATCH}x{SEQ} (ms per forward)", [])
+    ids, mask = random_batch(MINILM)
+    count = {"fast": bench.pick(5, 2), "reference": bench.pick(2, 1)}
+    with bench.engines(bench.skim([("fast", "numba"), ("reference", "numpy")]), MINILM, section) as workers:
+        for w in workers:
+            data = w.apply(profile_forward, ids, mask, count[w.key])
+            total = data["total"]
+            print(f"  profile {w.title}: {total * 1e3:.1f} ms per forward", flush=True)
+            section.markdown += [f"### {w.title}", "", f"{total * 1e3:.1f} ms per forward ({count[w.key]} forwards, "
+                                 f"{data['wrapped']} functions wrapped).", "", "| category | ms | share |",
+                                 "|---|---:|---:|"]
+            for title, t in sorted(data["categories"].items(), key=lambda kv: -kv[1]):
+                section.markdown.append(f"| {title} | {t * 1e3:.2f} | {100 * t / total:.1f}% |")
+            section.markdown += ["", "| function | calls per forward | ms | share |", "|---|---:|---:|---:|"]
+            for name, (t, calls) in sorted(data["functions"].items(), key=lambda kv: -kv[1][0]):
+                section.markdown.append(f"| {name} | {calls:.0f} | {t * 1e3:.2f} | {100 * t / total:.1f}% |")
+            section.markdown.append("")
+    section.rounds = f"bertnp fast: {count['fast']} forwards" + ("" if bench.quick else
+                                                                  f", bertnp reference: {count['reference']}, after it")
+    section.about = ("Self time of each function of the loaded bertnp modules (bertnp.model, bertnp.fast, "
+                     "bertnp.kernels.*, ...), wrapped in the worker after one untimed forward, summed by "
+                     "category; calls nested in another wrapped function count for the inner one only. Work "
+                     "inside compiled (Numba) code counts for the Python-level function that launched it.")
+    return section
