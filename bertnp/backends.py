@@ -94,8 +94,7 @@ class NumbaBackend:
                 return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
                                               output_attentions, numerics, tap)
         return fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
-                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                            deterministic=self.deterministic)
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
 
 _PREPARING: weakref.WeakSet = weakref.WeakSet()  # NumbaBackends whose preparation may be under way

@@ -1,8 +1,8 @@
-"""The fast forward pass: model.bert's arithmetic on packed tokens, Numba kernels between BLAS GEMMs.
+"""The fast forward pass: model.bert's arithmetic on packed tokens, Numba kernels between packed GEMMs.
 
-`prepare` lays the weights out once, at load time: Q, K and V fused into one [H, 3H] matrix, every linear
-weight transposed to [in, out] and contiguous, so that each dense layer is one 2-D GEMM (`x @ w`) that
-BLAS runs without a transpose (on 16 tokens, the transposed [out, in] view costs up to 7x in OpenBLAS).
+`prepare` lays the weights out once, at load time: Q, K and V fused into one [H, 3H] matrix, and every
+linear weight, as [in, out], packed into the panels that kernels.packed's GEMM streams (it beats BLAS on
+BERT's shapes: that module says why and by how much).
 
 `forward` is pad-free. The real tokens of a padded [B, T] batch are packed into M rows (kernels.cpu.pack);
 every GEMM and row kernel runs on those M rows only, attention runs per (sequence, head) over the
@@ -15,16 +15,14 @@ What that means at positions the mask pads out:
   - except rows with no real token at all, computed whole as the reference does: its mask bias is then
     the same for every key, so attention is uniform over all T positions. Nothing becomes NaN.
 On real tokens, pooler_output and logits the outputs equal the reference's within rounding
-(tests/test_fast_parity.py), and a text's outputs depend on the other texts of its batch by rounding only:
-BLAS rounds a row differently in GEMMs of other heights (MiniLM, alone vs in a batch: 1.9e-7 with
-OpenBLAS's AVX-512 kernels, 3.3e-6 with its AVX2 ones; tests/claims.py `batch`). Deterministic mode
-removes even that.
+(tests/test_fast_parity.py). A text's outputs do not depend on the other texts of its batch, not even by
+rounding: every kernel works per row or per (sequence, head), and every GEMM sums each row in one fixed
+order (kernels.packed).
 
-Threads: BLAS always runs single-threaded (kernels.gemm says why). Below PARALLEL_MIN_TOKENS packed tokens
-everything runs on the calling thread; from there on, kernels run on Numba's threads and GEMMs are cut
-into row blocks that kernels.gemm's threads and the caller share. kernels.threads() threads, in whichever
-Python thread calls (kernels.set_threads sets it). Deterministic mode cuts GEMMs into blocks of
-DETERMINISTIC_ROWS rows, so that no result depends on the thread count.
+Threads: no BLAS runs here. Below PARALLEL_MIN_TOKENS packed tokens the kernels run on the calling thread,
+from there on on Numba's threads; kernels.gemm cuts a large enough GEMM into blocks that its threads and
+the caller share. kernels.threads() threads, in whichever Python thread calls (kernels.set_threads sets
+it). No result depends on the thread count.
 
 Shape letters as in model.py, plus M packed tokens.
 """
@@ -36,19 +34,18 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import blas, kernels
+from . import kernels
 from .config import BertConfig
-from .kernels import LAUNCH_LOCK, cpu, gemm
+from .kernels import LAUNCH_LOCK, cpu, gemm, packed
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm, release_pages
 
 PARALLEL_MIN_TOKENS = 128  # MiniLM, 2 cores: 64 tokens 12.5 ms on the calling thread vs 16.1 ms split; 256: 53.5 vs 47.4
-DETERMINISTIC_ROWS = 64  # GEMM height in deterministic mode: 512 tokens make 8 blocks to share between threads
 
 
 @dataclass(frozen=True)
 class Dense:
-    weight: np.ndarray  # [in, out], C-contiguous: x @ weight is one BLAS GEMM
+    weight: np.ndarray  # [in, out] packed by kernels.packed.pack: [P, in, NR] panels of NR output columns
     bias: np.ndarray  # [out]
 
 
@@ -74,17 +71,17 @@ class FastWeights:
 
 
 def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
-    """Lay BertWeights out for `forward`: fused QKV, [in, out] GEMM weights, read-only kernel arguments.
+    """Lay BertWeights out for `forward`: fused QKV, GEMM weights packed in panels, read-only arguments.
 
     Every array a kernel reads is a read-only view (memory-mapped tables already are), so that Numba
     compiles one specialization whatever the weights came from.
     """
     dtype = weights.embeddings.word.dtype
 
-    def dense(*linears):  # Linear [out, in] (several: stacked along out) -> Dense [in, out]
+    def dense(*linears):  # Linear [out, in] (several: stacked along out) -> Dense of [in, out] packed
         weight = np.concatenate([w.weight for w in linears], axis=0)  # [sum(out), in]
         bias = np.concatenate([w.bias for w in linears])
-        return Dense(_read_only(weight.T), _read_only(bias))
+        return Dense(packed.pack(weight.T), _read_only(bias))
 
     def norm(n):
         return LayerNorm(_read_only(n.weight), _read_only(n.bias))
@@ -136,12 +133,9 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights, config: BertConfig,
-            output_hidden_states=False, output_attentions=False, deterministic=False) -> BertOutput:
+            output_hidden_states=False, output_attentions=False) -> BertOutput:
     """model.bert on packed tokens: the same BertOutput, padded shapes, zeros where the mask pads out.
 
-    deterministic: every GEMM runs on one BLAS thread in row blocks of DETERMINISTIC_ROWS (kernels.gemm),
-    so that a row's result depends on the rows of its own GEMM only, never on the thread count. With one
-    sequence per call (as Bert's deterministic mode calls it) a text's outputs then depend on nothing else.
     Thread-safe: concurrent calls run one at a time (kernels.LAUNCH_LOCK), each on every core.
     """
     input_ids = np.array(input_ids, dtype=np.int64)  # fresh C-contiguous copies: one Numba signature
@@ -149,20 +143,16 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
     mask = np.ones((B, T), np.int64) if attention_mask is None else np.array(attention_mask, dtype=np.int64)
     types = np.zeros((B, T), np.int64) if token_type_ids is None else np.array(token_type_ids, dtype=np.int64)
     with LAUNCH_LOCK:
-        packed = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
+        tokens = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
         threads = kernels.threads()
         numba.set_num_threads(threads)  # Numba's count is per Python thread: this one may never have set it
-        parallel = threads > 1 and packed[0].shape[0] >= PARALLEL_MIN_TOKENS
-        gemm_threads = threads if parallel or deterministic else 1
-        block_rows = DETERMINISTIC_ROWS if deterministic else None
-        with blas.single_threaded():  # BLAS's own threads never run: kernels.gemm says why
-            return _forward(input_ids, types, packed, fast_weights, config, output_hidden_states, output_attentions,
-                            parallel, gemm_threads, block_rows)
+        parallel = threads > 1 and tokens[0].shape[0] >= PARALLEL_MIN_TOKENS
+        return _forward(input_ids, types, tokens, fast_weights, config, output_hidden_states, output_attentions,
+                        parallel, threads)
 
 
-def _forward(input_ids, types, packed, w, config, output_hidden_states, output_attentions, parallel, gemm_threads,
-             block_rows):
-    token_index, seq_start, key_start, uniform = packed
+def _forward(input_ids, types, tokens, w, config, output_hidden_states, output_attentions, parallel, gemm_threads):
+    token_index, seq_start, key_start, uniform = tokens
     B, T = input_ids.shape
     M = token_index.shape[0]
     dtype = w.embeddings.word.dtype
@@ -170,7 +160,7 @@ def _forward(input_ids, types, packed, w, config, output_hidden_states, output_a
     eps = config.layer_norm_eps
 
     def linear(a, dense, out):  # model.linear without its bias (the kernel that follows adds it)
-        return gemm.matmul(a, dense.weight, out, gemm_threads, block_rows)
+        return gemm.matmul(a, dense.weight, out, gemm_threads)
 
     x = np.empty((M, H), dtype)
     e = w.embeddings
@@ -202,9 +192,11 @@ def _forward(input_ids, types, packed, w, config, output_hidden_states, output_a
         if output_attentions:
             attentions.append(probs)
 
-    first = x[seq_start[:-1]]  # position 0 of every row: [B, H]
-    pooled = np.tanh(first @ w.pooler.weight + w.pooler.bias) if w.pooler is not None else None  # BertPooler
-    logits = pooled @ w.classifier.weight + w.classifier.bias if w.classifier is not None else None  # [B, C]
+    pooled = logits = None
+    if w.pooler is not None:  # BertPooler on position 0 of every row: [B, H]
+        pooled = np.tanh(linear(x[seq_start[:-1]], w.pooler, np.empty((B, H), dtype)) + w.pooler.bias)
+    if w.classifier is not None:  # [B, H] -> [B, C]
+        logits = linear(pooled, w.classifier, np.empty((B, config.num_labels), dtype)) + w.classifier.bias
     return BertOutput(
         last_hidden_state=hidden_states[-1] if output_hidden_states else _scatter(x, token_index, B, T),
         pooler_output=pooled,

@@ -1,21 +1,17 @@
-"""GEMMs for the fast path: NumPy's `@` (BLAS) on 2-D contiguous arrays, split into row blocks by us.
+"""GEMMs for the fast path on weights packed by kernels.packed, split into blocks of rows by us.
 
-bertnp.fast runs BLAS single-threaded (bertnp.blas.single_threaded) and threads GEMMs itself. Why not let
-OpenBLAS thread them? Its threads split each GEMM into fixed shares and, between GEMMs, spin waiting for
-the next one:
+Neither BLAS nor its threads run in bertnp.fast. kernels.packed says why its GEMM beats BLAS's on BERT's
+shapes; and OpenBLAS's threads split each GEMM into fixed shares and, between GEMMs, spin waiting for the
+next one:
   - on a busy machine (other processes on every core) a GEMM waits for its slowest share, whose thread
     the OS may not run for a whole time slice: one 16-token MiniLM text took 153 ms at p95 beside two
     CPU-bound processes, and the reference path (which keeps BLAS's threads) 660 ms per forward pass;
   - on an idle machine the spinning threads share their cores with the Numba kernel that follows: GELU
     over 4096 x 1536 values took 3.1 ms after a pause, 5.0 ms right after a GEMM.
-So `matmul` cuts a large GEMM into row blocks that Python threads, sleeping between GEMMs, take one at a
-time along with the calling thread; the caller never waits for a thread that has not started (MiniLM,
-32 x 128 tokens: 49 -> 60 texts/s against BLAS's threads). A small batch runs on the calling thread alone.
-
-Deterministic mode needs more: a row's result must not depend on the thread count, and with some BLAS
-kernels it depends on the height of the GEMM it is computed in. `matmul(..., block_rows=R)` therefore
-cuts the rows into blocks of R (the last one shorter) whatever the thread count: every row then goes
-through a GEMM of the same height on one BLAS thread.
+So `matmul` cuts a large GEMM into blocks of rows that Python threads, sleeping between GEMMs, take one at a
+time along with the calling thread (kernels.packed runs without the GIL); the caller never waits for a
+thread that has not started. A small batch runs on the calling thread alone. A row's result does not
+depend on the block it falls in (kernels.packed), so the split never changes a result.
 """
 
 from __future__ import annotations
@@ -26,54 +22,64 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import packed
+
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int, block_rows: int | None = None) -> np.ndarray:
-    """out = a @ b, the rows of a (and out) cut into blocks that BLAS computes on up to `threads` threads:
-    2 blocks per thread, or blocks of block_rows rows (a height that does not depend on `threads`).
+SPLIT_ROWS = 64  # from this many rows, blocks of rows; below, blocks of panels (each thread streams its own weights)
+MIN_SPLIT_WORK = 2_000_000  # multiply-adds below which one thread does it all (a helper takes ~20 us to wake)
 
-    a [R, K] and out [R, N] C-contiguous, so every block is a contiguous 2-D GEMM. The calling thread takes
-    blocks too, and waits only for blocks a helper has begun: on a machine whose other cores are busy, a
-    helper that the OS has not scheduled yet costs nothing (its blocks go to the caller), where a fixed
-    share per thread would keep the caller waiting for it. Not reentrant: bertnp.fast calls it under
-    kernels.LAUNCH_LOCK.
+
+def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
+    """out = a @ w, w packed by kernels.packed.pack, cut into 2 blocks per thread that up to `threads`
+    threads compute: blocks of rows for a large a, blocks of output panels for a few rows (then each thread
+    reads only its share of the weights, which is what bounds a GEMM of few rows).
+
+    a [R, K] and out [R, N] C-contiguous. The calling thread takes blocks too, and waits only for blocks a
+    helper has begun: on a machine whose other cores are busy, a helper that the OS has not scheduled yet
+    costs nothing (its blocks go to the caller), where a fixed share per thread would keep the caller
+    waiting for it. Not reentrant: bertnp.fast calls it under kernels.LAUNCH_LOCK.
     """
-    rows = a.shape[0]
-    if block_rows is None:
-        if threads <= 1 or rows < 2 * threads:
-            return np.matmul(a, b, out=out)
-        count = 2 * threads
+    rows, inner = a.shape
+    P = panels.shape[0]
+    if threads <= 1 or rows * inner * P * panels.shape[2] < MIN_SPLIT_WORK:
+        return packed.matmul(a, panels, out)
+    count = 2 * threads
+    if rows >= SPLIT_ROWS:
         bounds = [rows * i // count for i in range(count + 1)]
+        blocks = [(lo, hi, 0, P) for lo, hi in zip(bounds, bounds[1:])]
     else:
-        bounds = list(range(0, rows, block_rows)) + [rows]
-    blocks = _Blocks(a, b, out, list(zip(bounds, bounds[1:])))
-    if threads > 1 and len(blocks.bounds) > 1:
-        pool = _pool(threads - 1)
-        for _ in range(min(threads - 1, len(blocks.bounds) - 1)):
-            pool.submit(blocks.work)
-    blocks.work()
-    blocks.wait()
+        count = min(count, P)
+        bounds = [P * i // count for i in range(count + 1)]
+        blocks = [(0, rows, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    work = _Blocks(a, panels, out, blocks)
+    pool = _pool(threads - 1)
+    for _ in range(min(threads - 1, len(blocks) - 1)):
+        pool.submit(work.run)
+    work.run()
+    work.wait()
     return out
 
 
 class _Blocks:
-    """One GEMM's row blocks, taken in order by whichever thread asks next."""
+    """One GEMM's blocks, (first row, last row, first panel, last panel), taken in order by whichever
+    thread asks next."""
 
-    def __init__(self, a, b, out, bounds):
-        self.a, self.b, self.out, self.bounds = a, b, out, bounds
+    def __init__(self, a, panels, out, blocks):
+        self.a, self.panels, self.out, self.bounds = a, panels, out, blocks
         self.taken = self.finished = 0
         self.changed = threading.Condition(threading.Lock())
 
-    def work(self):
+    def run(self):
         while True:
             with self.changed:
                 if self.taken == len(self.bounds):
                     return
-                lo, hi = self.bounds[self.taken]
+                block = self.bounds[self.taken]
                 self.taken += 1
-            np.matmul(self.a[lo:hi], self.b, out=self.out[lo:hi])  # BLAS runs without the GIL
+            packed.matmul_block(self.a, self.panels, self.out, *block)  # without the GIL
             with self.changed:
                 self.finished += 1
                 self.changed.notify_all()

@@ -86,7 +86,8 @@ def test_streaming_memory_stays_flat(tmp_path):
     for name, source in (("small", small), ("large", large)):
         for suffix in (".jsonl", ".npy"):
             out = tmp_path / f"{name}{suffix}"
-            peaks[name, suffix] = peak_rss_mib(["embed", TINY, "--input", str(source), "--output", str(out), "--quiet"])
+            peaks[name, suffix] = peak_rss_mib(["embed", TINY, "--input", str(source), "--output", str(out), "--quiet",
+                                                "--backend", "numba"])  # one path: no hand-over mid-run
     assert np.load(tmp_path / "large.npy").shape == (30_000, 32)
     assert sum(1 for _ in open(tmp_path / "large.jsonl")) == 30_000
     for suffix in (".jsonl", ".npy"):  # 30x the input, the same memory

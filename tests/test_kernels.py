@@ -24,7 +24,7 @@ from parity import assert_close
 from bertnp import model
 from bertnp.erf import erf as erf_reference
 from bertnp.errors import BertnpError
-from bertnp.kernels import cpu, gemm, set_threads
+from bertnp.kernels import cpu, gemm, packed, set_threads
 from bertnp.weights import LayerNorm, Linear
 
 DTYPES = [np.float32, np.float64]
@@ -294,34 +294,43 @@ def test_bertnp_num_threads_is_read_at_import():
 # ---- GEMMs ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_gemm_matmul_splits_rows_exactly(dtype, threads):
-    rng = np.random.default_rng(threads)
-    for rows in (1, 5, 6, 7, 100):
-        a, b = rng.standard_normal((rows, 33)).astype(dtype), frozen(rng.standard_normal((33, 17)).astype(dtype))
-        out = np.full((rows, 17), np.nan, dtype)
-        gemm.matmul(a, b, out, threads)
-        assert_close(f"gemm.matmul {rows} rows on {threads} threads", out, a @ b, ATOL[dtype])
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from(DTYPES), rows=st.integers(1, 300), inner=st.integers(1, 700),
+       columns=st.integers(1, 100), seed=st.integers(0, 2**16))
+def test_packed_gemm_equals_numpy(dtype, rows, inner, columns, seed):
+    """kernels.packed against its twin a @ w, both against the float64 product: every shape, including K
+    past one chunk (KC), rows past one block (MC) and a last panel padded with zero columns."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((rows, inner)) / math.sqrt(inner)).astype(dtype)
+    w = rng.standard_normal((inner, columns)).astype(dtype)
+    out = np.full((rows, columns), np.nan, dtype)
+    packed.matmul(a, packed.pack(w), out)
+    exact = a.astype(np.float64) @ w.astype(np.float64)
+    ours, numpy_error = np.abs(out - exact).max(), np.abs(a @ w - exact).max()
+    bound = {np.float32: 4e-6, np.float64: 1e-14}[dtype]
+    assert ours <= max(bound, 2 * numpy_error), f"packed GEMM {rows}x{inner}x{columns}: {ours:.2e} (numpy {numpy_error:.2e})"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gemm_matmul_in_fixed_blocks_does_not_depend_on_threads(dtype):
-    """block_rows: every row's GEMM has the same height whatever the thread count, so results are bit-equal."""
-    from bertnp import blas
-
+@pytest.mark.parametrize("rows,inner,columns", [(300, 128, 96), (16, 384, 520)])  # split by rows; by panels
+def test_gemm_rows_do_not_depend_on_threads_or_batch(dtype, rows, inner, columns):
+    """kernels.gemm splits a GEMM between threads; every row is one fixed sum, so results are bit-equal
+    whatever the thread count and whatever rows surround it (alone, or in the whole batch)."""
+    assert rows * inner * columns >= gemm.MIN_SPLIT_WORK  # large enough to be split
     rng = np.random.default_rng(5)
-    for rows in (1, 63, 64, 65, 200, 512):
-        a = (0.25 * rng.standard_normal((rows, 96))).astype(dtype)
-        b = frozen((0.25 * rng.standard_normal((96, 40))).astype(dtype))
-        results = []
-        with blas.single_threaded():
-            for threads in (1, 2, 3):
-                out = np.full((rows, 40), np.nan, dtype)
-                results.append(gemm.matmul(a, b, out, threads, block_rows=64))
-        assert_close(f"gemm.matmul {rows} rows in blocks of 64", results[0], a @ b, ATOL[dtype])
-        for threads, out in zip((2, 3), results[1:]):
-            assert np.array_equal(out, results[0]), f"{rows} rows: {threads} threads differ from 1"
+    a = (rng.standard_normal((rows, inner)) / math.sqrt(inner)).astype(dtype)
+    panels = packed.pack(rng.standard_normal((inner, columns)).astype(dtype))
+    results = []
+    for threads in (1, 2, 3):
+        out = np.full((rows, columns), np.nan, dtype)
+        results.append(gemm.matmul(a, panels, out, threads))
+    assert_close("gemm.matmul", results[0], a @ packed.unpack(panels, columns), ATOL[dtype])
+    for threads, out in zip((2, 3), results[1:]):
+        assert np.array_equal(out, results[0]), f"{threads} threads differ from 1"
+    for row in (0, 7, rows - 1):
+        alone = np.empty((1, columns), dtype)
+        gemm.matmul(a[row : row + 1], panels, alone, 1)
+        assert np.array_equal(alone[0], results[0][row]), f"row {row} alone differs from row {row} in the batch"
 
 
 def test_single_threaded_blas_limits_and_restores():

@@ -1,0 +1,185 @@
+"""GEMMs on weights packed once: out = a @ w for the fast path, faster than BLAS on the shapes BERT runs.
+
+Why not BLAS? OpenBLAS copies the weight matrix into its own panel layout on every call. For one 16-token
+text that copy is most of the work: MiniLM's 42 MB of weights are read, written and read again for 16
+rows of arithmetic. Here the weights are packed once, at load (`pack`): w [K, N] becomes P panels of NR
+columns, each a contiguous [K, NR] block, so that a call streams every weight once, in order.
+
+The arithmetic is a register-blocked micro-kernel (`_micro`): MR rows of `a` times one panel, the MR x NR
+sums held in vector registers for a whole chunk of K (12 zmm registers on AVX-512: 6 rows x 2 vectors),
+one fused multiply-add per row and vector per k. Numba's vectorizer never keeps such a block of sums in
+registers, so it is written as LLVM vector IR in a Numba intrinsic. Measured on one Zen 5 core, float32:
+185 GFLOP/s on 18 x 384 x 1152 (OpenBLAS single-threaded: 95), 215 on 4098 x 384 x 1536 (OpenBLAS: 188).
+
+Every output element is one sum over k in one fixed order (chunks of KC values, a fused multiply-add for
+each, chunks added in order), whatever the other rows of `a`, the block a row is computed in and the
+thread computing it: a row's result never depends on the rest of its batch, which BLAS cannot promise.
+
+Twin: `a @ w` (model.linear without its bias). tests/test_kernels.py holds them together.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+MR = 6  # rows per micro-kernel call
+VECTOR_BYTES = 64  # one AVX-512 register; LLVM splits the vectors in two on AVX2
+NR = {np.dtype(np.float32): 32, np.dtype(np.float64): 16}  # panel width: two vectors
+KC = 256  # k per chunk: a [KC, NR] float32 panel chunk (32 KB) stays in L1 while MC rows pass over it
+MC = 96  # rows per block: MC x KC values of `a` (96 KB) stay in L2 while every panel passes over them
+
+
+def pack(weight: np.ndarray) -> np.ndarray:
+    """w [K, N] -> [P, K, NR] panels (N padded with zero columns to P * NR), read-only."""
+    K, N = weight.shape
+    width = NR[weight.dtype]
+    P = -(-N // width)
+    padded = np.zeros((K, P * width), weight.dtype)
+    padded[:, :N] = weight
+    panels = np.ascontiguousarray(padded.reshape(K, P, width).transpose(1, 0, 2))
+    panels.flags.writeable = False
+    return panels
+
+
+def unpack(panels: np.ndarray, columns: int) -> np.ndarray:
+    """`pack` undone: [P, K, NR] -> w [K, columns]."""
+    P, K, width = panels.shape
+    return panels.transpose(1, 0, 2).reshape(K, P * width)[:, :columns]
+
+
+@intrinsic
+def _micro(typingctx, a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+    """c[i, j] (+)= sum over k < k_count of a[i, k] * b[k, j], for i < rows, j < NR.
+
+    a, b, c: arrays of one float dtype, addressed as flat memory from element a_start (rows lda apart),
+    b_start (a contiguous [k_count, NR] panel chunk), c_start (rows ldc apart). accumulate: add the sums
+    to c, or overwrite it. rows: a literal from 1 to MR.
+    """
+    if not isinstance(rows, types.IntegerLiteral):
+        return None
+    dtype = a.dtype
+    sig = types.void(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows)
+    mr = rows.literal_value
+
+    def codegen(context, builder, signature, args):
+        a_arr, a0, lda_, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _ = args
+        scalar = context.get_value_type(dtype)
+        lanes = VECTOR_BYTES // np.dtype(dtype.name).itemsize
+        vec = ir.VectorType(scalar, lanes)
+        vectors = NR[np.dtype(dtype.name)] // lanes
+        i64 = ir.IntType(64)
+
+        def data(array, array_type, start):  # pointer to element `start` of the array's memory
+            base = context.make_array(array_type)(context, builder, array).data
+            return builder.gep(base, [start])
+
+        a_ptr = data(a_arr, signature.args[0], a0)
+        b_ptr = builder.bitcast(data(b_arr, signature.args[3], b0), vec.as_pointer())
+        c_ptr = data(c_arr, signature.args[5], c0)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                             f"llvm.fma.v{lanes}{'f32' if lanes == 16 else 'f64'}")
+        zero = ir.Constant(vec, [0.0] * lanes)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        entry = builder.block
+        loop = builder.append_basic_block("micro.loop")
+        done = builder.append_basic_block("micro.done")
+        builder.cbranch(builder.icmp_signed(">", k_n, ir.Constant(i64, 0)), loop, done)
+
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        sums = [[builder.phi(vec) for _ in range(vectors)] for _ in range(mr)]
+        panel_row = builder.gep(b_ptr, [builder.mul(k, ir.Constant(i64, vectors))])
+        b_vectors = [builder.load(builder.gep(panel_row, [ir.Constant(i64, j)]), align=8) for j in range(vectors)]
+        updated = []
+        for i in range(mr):
+            a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), k)]))
+            broadcast = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined), a_ik,
+                                                                      ir.Constant(ir.IntType(32), 0)),
+                                               ir.Constant(vec, ir.Undefined), splat)
+            updated.append([builder.call(fma, [broadcast, b_vectors[j], sums[i][j]]) for j in range(vectors)])
+        next_k = builder.add(k, ir.Constant(i64, 1))
+        k.add_incoming(ir.Constant(i64, 0), entry)
+        k.add_incoming(next_k, loop)
+        for i in range(mr):
+            for j in range(vectors):
+                sums[i][j].add_incoming(zero, entry)
+                sums[i][j].add_incoming(updated[i][j], loop)
+        builder.cbranch(builder.icmp_signed("<", next_k, k_n), loop, done)
+
+        builder.position_at_end(done)
+        finals = [[builder.phi(vec) for _ in range(vectors)] for _ in range(mr)]
+        for i in range(mr):
+            for j in range(vectors):
+                finals[i][j].add_incoming(zero, entry)
+                finals[i][j].add_incoming(updated[i][j], loop)
+        add = builder.icmp_unsigned("!=", acc_flag, ir.Constant(acc_flag.type, 0))
+        for i in range(mr):
+            row = builder.bitcast(builder.gep(c_ptr, [builder.mul(ir.Constant(i64, i), ldc_)]), vec.as_pointer())
+            for j in range(vectors):
+                target = builder.gep(row, [ir.Constant(i64, j)])
+                old = builder.load(target, align=8)
+                builder.store(builder.select(add, builder.fadd(old, finals[i][j]), finals[i][j]), target, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(inline="always")
+def _micro_rows(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+    """_micro for a row count known only at run time (the last block of rows)."""
+    if rows == 6:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 6)
+    elif rows == 5:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 5)
+    elif rows == 4:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 4)
+    elif rows == 3:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 3)
+    elif rows == 2:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 2)
+    else:
+        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 1)
+
+
+@numba.njit(nogil=True, cache=True)
+def matmul_block(a, panels, out, first, last, first_panel, last_panel):
+    """out[first:last, columns of panels first_panel..last_panel-1] = the same block of a @ w, w packed by
+    `pack`. a [M, K] and out [M, N] C-contiguous.
+
+    nogil: kernels.gemm runs blocks on several Python threads at once.
+    """
+    K = a.shape[1]
+    _, _, width = panels.shape
+    N = out.shape[1]
+    flat_a, flat_b, flat_c = a.reshape(-1), panels.reshape(-1), out.reshape(-1)
+    edge = np.empty((MC, width), out.dtype)  # the last panel when it is padded: its sums land here first
+    flat_edge = edge.reshape(-1)
+    for i0 in range(first, last, MC):
+        i1 = min(i0 + MC, last)
+        for p in range(first_panel, last_panel):
+            j0 = p * width
+            whole = j0 + width <= N
+            for k0 in range(0, K, KC):  # one [KC, NR] chunk of the panel in L1, every row block of i0..i1 over it
+                k_count = min(KC, K - k0)
+                for i in range(i0, i1, MR):
+                    if whole:
+                        _micro_rows(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_c, i * N + j0, N,
+                                    k_count, k0 > 0, min(MR, i1 - i))
+                    else:
+                        _micro_rows(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_edge, (i - i0) * width,
+                                    width, k_count, k0 > 0, min(MR, i1 - i))
+            if not whole:
+                for i in range(i0, i1):
+                    for j in range(N - j0):
+                        out[i, j0 + j] = edge[i - i0, j]
+
+
+def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ w on the calling thread."""
+    matmul_block(a, panels, out, 0, a.shape[0], 0, panels.shape[0])
+    return out
