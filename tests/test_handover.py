@@ -86,3 +86,36 @@ def test_first_answer_with_an_empty_numba_cache_does_not_wait(minilm_path, tmp_p
     assert report["child_exit"] == 0 and report["ready"], report
     assert report["difference"] <= 1e-5, report
     assert os.listdir(tmp_path / "numba-cache"), "the kernels were not compiled into the empty cache"
+
+
+RESIDENT = r"""
+import json, sys
+import bertnp
+model = bertnp.load(sys.argv[1], backend="numba")
+model.embed(["hello world", "the weights stay resident once, in the packed layout"])
+
+def mapped_rss_kib(path):
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            inside = fields[-1] == path
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+print(json.dumps({"mapped_mib": mapped_rss_kib(sys.argv[2]) / 1024}))
+"""
+
+
+def test_one_resident_copy_of_the_weights(minilm_path):
+    """The fast path packs the GEMM weights into its own layout; the memory-mapped originals it copied
+    leave resident memory (only the rows of the embedding tables that were read stay)."""
+    path = os.path.realpath(os.path.join(minilm_path, "model.safetensors"))
+    run = subprocess.run([sys.executable, "-c", RESIDENT, minilm_path, path], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    mapped = json.loads(run.stdout.splitlines()[-1])["mapped_mib"]
+    encoder = 6 * 4 * (4 * 384 * 384 + 2 * 384 * 1536) / 2**20  # MiniLM's GEMM weights: 42 MiB
+    print(f"model.safetensors resident after packing: {mapped:.1f} MiB (GEMM weights: {encoder:.0f} MiB)")
+    assert mapped < encoder / 4
