@@ -5,6 +5,9 @@
     df = bs.with_labels(df, "/models/agnews", input_col="title")        # + class: struct, see LABEL_TYPE
     df = bs.with_labels(df, "/models/reranker", input_col="query", pair_col="passage")
 
+The same two steps as pyspark.ml stages, for Pipelines that are fitted, saved and loaded elsewhere:
+bs.BertSentenceEmbeddings and bs.BertForSequenceClassification (bertnp/spark_ml.py).
+
 How it runs. Each function checks the model and its options on the driver first: it loads the checkpoint
 there (memory-mapped, reference backend) and builds the Embedder or Classifier, so a wrong path, a broken
 config.json or a bad option fails at once with bertnp's own error, before any job starts. It then adds
@@ -17,8 +20,10 @@ spark.python.worker.reuse is false).
 Where the model comes from:
   - model="/shared/models/minilm": a folder that every worker reads at that same path (a shared file
     system, or the same path on every node). A relative path is made absolute on the driver.
-  - ship=True: the driver adds its own copy of the folder with SparkContext.addFile(folder, recursive=True)
-    and each worker reads the copy Spark fetched for it (SparkFiles.get). Classic Spark only.
+  - ship=True: the driver adds its own copy of the folder to SparkFiles and each worker reads the copy
+    Spark fetched for it (SparkFiles.get): SparkContext.addFile(folder, recursive=True) in local mode, and
+    elsewhere (where Spark adds no local folder) SparkContext.addArchive of an uncompressed zip, which each
+    executor unpacks. Classic Spark only.
   - model="spark-files:NAME": a folder already distributed under NAME, by sc.addFile(folder,
     recursive=True), sc.addArchive("minilm.zip#NAME") or spark-submit --archives minilm.zip#NAME.
   - a Hugging Face hub id is resolved by each worker in its own cache (bertnp.load).
@@ -39,11 +44,15 @@ tests read it to show one load per worker.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import time
+import zipfile
 from typing import Iterator, Tuple
 
 import numpy as np
@@ -71,8 +80,8 @@ LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)(?:\s*,\s*\d+)?\])?")
 
 def with_embeddings(df: DataFrame, model, input_col: str = "text", output_col: str = "embedding", *,
                     pair_col: str | None = None, max_length: int | None = None, pooling=None,
-                    normalize: bool | None = None, batch_size: int = 32, backend: str | None = None,
-                    threads: int | None = None, ship: bool = False) -> DataFrame:
+                    normalize: bool | None = None, case_sensitive: bool | None = None, batch_size: int = 32,
+                    backend: str | None = None, threads: int | None = None, ship: bool = False) -> DataFrame:
     """df plus `output_col`: array<float>, Embedder(model, max_length, pooling, normalize).embed(texts).
 
     pair_col: a second string column; each row then embeds the pair (input_col, pair_col).
@@ -80,8 +89,11 @@ def with_embeddings(df: DataFrame, model, input_col: str = "text", output_col: s
     (spark.sql.execution.arrow.maxRecordsPerBatch rows) are split into these, sorted by length.
     max_length, pooling, normalize: as Embedder (Spark NLP's maxSentenceLength, poolingStrategy); None
     reads the sentence-transformers folder.
+    case_sensitive=False lower-cases texts (both texts of a pair) first, as Classifier's and Spark NLP's
+    caseSensitive; None or True leaves case to the model's own settings.
     """
-    options = {"max_length": max_length, "pooling": _hashable(pooling), "normalize": normalize}
+    options = {"max_length": max_length, "pooling": _hashable(pooling), "normalize": normalize,
+               "case_sensitive": case_sensitive}
     spec = _plan(df, model, "embed", options, input_col, pair_col, batch_size, backend, threads, ship)
     columns = _columns(input_col, pair_col)
     if pair_col is None:
@@ -130,6 +142,18 @@ def with_labels(df: DataFrame, model, input_col: str = "text", output_col: str =
     return df.withColumn(output_col, F.when(result["scores"].isNotNull(), result))
 
 
+STAGES = ("BertSentenceEmbeddings", "BertForSequenceClassification")
+
+
+def __getattr__(name):
+    """bs.BertSentenceEmbeddings, bs.BertForSequenceClassification: imported (with pyspark.ml) when first named."""
+    if name in STAGES:
+        from . import spark_ml
+
+        return getattr(spark_ml, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # -- driver side ---------------------------------------------------------------------------------------
 
 
@@ -146,10 +170,7 @@ def _plan(df, model, kind, options, input_col, pair_col, batch_size, backend, th
         raise InputError(f"threads={threads!r}: expected a positive integer")
     spark = df.sparkSession
     local_folder, worker_model = _locate(spark, model, ship)
-    local = _build(kind, load(local_folder, backend="numpy"), options)  # bertnp's error for a bad model/option
-    if pair_col is not None and kind == "embed" and local.lowercase:
-        raise InputError(f"{local_folder}: sentence_bert_config.json sets do_lower_case, and Embedder lower-cases "
-                         "single texts only: pair_col needs a model that keeps case")
+    _build(kind, load(local_folder, backend="numpy"), options)  # bertnp's error for a bad model or option
     if ship:
         worker_model = _ship(spark, local_folder)
     return {"kind": kind, "model": worker_model, "options": options, "batch_size": batch_size,
@@ -175,23 +196,52 @@ def _locate(spark, model, ship) -> tuple[str, str]:
     return folder, model  # a hub id: each worker resolves it in its own cache
 
 
+_SHIPPED: dict = {}  # (SparkContext's applicationId, folder) -> the SparkFiles name the driver added it under
+
+
 def _ship(spark, folder) -> str:
-    """SparkContext.addFile(folder, recursive=True), once per SparkContext; the name workers resolve."""
+    """Add the driver's `folder` to SparkFiles, once per SparkContext; the name workers resolve.
+
+    Spark adds a local folder (SparkContext.addFile(folder, recursive=True)) in local mode only: for any
+    other master the folder goes as an archive instead, an uncompressed zip (weights hardly compress) that
+    SparkContext.addArchive("NAME.zip#NAME") has each executor unpack under the folder's name.
+    """
     try:
         sc = spark.sparkContext
     except Exception as e:  # Spark Connect has no SparkContext
         raise BertnpError(f"ship=True needs a classic SparkContext to add {folder} ({e}); copy the model to "
                           "a path every worker reads, or distribute it with --archives") from None
+    key = (sc.applicationId, folder)
+    if key in _SHIPPED:
+        return SPARK_FILES + _SHIPPED[key]
     name = os.path.basename(folder.rstrip(os.sep))
-    for uri in sc.listFiles:
-        path = re.sub(r"^file:(//)?", "", uri).rstrip("/")
-        if os.path.basename(path) == name:
-            if os.path.abspath(path) == folder:
+    for uri in list(sc.listFiles) + list(sc.listArchives):
+        location, _, fragment = uri.partition("#")
+        path = re.sub(r"^file:(//)?", "", location).rstrip("/")
+        if (fragment or os.path.basename(path)) == name:
+            if os.path.abspath(path) == folder:  # added by the caller already
                 return SPARK_FILES + name
             raise BertnpError(f"ship=True: SparkFiles already holds {name!r} from {uri}; {folder} has the "
                               "same folder name, so rename one of them")
-    sc.addFile(folder, recursive=True)
+    if LOCAL_MASTER.fullmatch(sc.master or ""):
+        sc.addFile(folder, recursive=True)
+    else:
+        sc.addArchive(f"{_zip(folder, name)}#{name}")
+    _SHIPPED[key] = name
     return SPARK_FILES + name
+
+
+def _zip(folder, name) -> str:
+    """`folder` as NAME.zip, uncompressed, in a temporary folder the driver keeps until it exits: Spark's
+    file server reads it from there whenever an executor asks."""
+    directory = tempfile.mkdtemp(prefix="bertnp-ship-")
+    atexit.register(shutil.rmtree, directory, True)
+    path = os.path.join(directory, f"{name}.zip")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for parent, _, files in os.walk(folder, followlinks=True):
+            for file in sorted(files):
+                archive.write(os.path.join(parent, file), os.path.relpath(os.path.join(parent, file), folder))
+    return path
 
 
 def _spark_file(name) -> str | None:
@@ -252,7 +302,12 @@ _THREADS: list = []  # the thread count this process's pools were set to
 
 def _build(kind, model, options, backend=None):
     if kind == "embed":
-        return Embedder(model, backend=backend, **options)
+        options = dict(options)
+        lowercase = options.pop("case_sensitive") is False
+        embedder = Embedder(model, backend=backend, **options)
+        if lowercase:  # the rule Embedder applies for sentence-transformers' do_lower_case
+            embedder.lowercase = True
+        return embedder
     return Classifier(model, backend=backend, **{k: list(v) if k == "labels" and v else v for k, v in options.items()})
 
 

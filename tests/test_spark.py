@@ -180,8 +180,10 @@ def test_model_shipped_with_add_file(spark, bs, tmp_path):
     shutil.copytree(TINY, folder)
     got = by_id(bs.with_labels(frame(spark, NEWS), str(folder), ship=True), "class")
     check_labels([got[i] for i in range(len(NEWS))], Classifier(TINY), NEWS)
+    # Within 1e-6 again, not bit-equal to `got`: a worker may answer on the reference path while its numba
+    # backend prepares.
     again = by_id(bs.with_labels(frame(spark, NEWS), "spark-files:tiny_shipped"), "class")
-    assert again == got
+    check_labels([again[i] for i in range(len(NEWS))], Classifier(TINY), NEWS)
     loads = [e for e in worker_log(spark) if e["event"] == "load" and e["model"] == "spark-files:tiny_shipped"]
     assert loads and all(e["folder"] != str(folder) and e["folder"].endswith("tiny_shipped") for e in loads), loads
     with pytest.raises(bertnp.BertnpError, match="no folder 'elsewhere' in SparkFiles"):
@@ -246,15 +248,6 @@ def test_tasks_carry_strings_not_weights(spark, bs, monkeypatch, minilm_path):
     sizes = [len(cloudpickle.dumps(f)) for f in functions]
     print(f"pickled UDF sizes: {sizes} bytes")
     assert len(sizes) == 2 and max(sizes) < 20_000
-
-
-def test_pairs_refused_on_the_driver_for_a_lowercasing_embedder(spark, bs, minilm_path, tmp_path):
-    for name in os.listdir(minilm_path):
-        os.symlink(os.path.join(minilm_path, name), tmp_path / name)
-    os.unlink(tmp_path / "sentence_bert_config.json")
-    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
-    with pytest.raises(bertnp.InputError, match="do_lower_case"):
-        bs.with_embeddings(frame(spark, NEWS, NEWS), str(tmp_path), pair_col="passage")
 
 
 def test_bad_models_and_options_fail_on_the_driver(spark, bs, tmp_path):
