@@ -1,4 +1,4 @@
-"""The `bertnp` command: embed, classify, rank, ner, qa, fill-mask, info, parity, explain, convert.
+"""The `bertnp` command: embed, classify, rank, ner, qa, fill-mask, info, parity, explain, convert, serve.
 
 Texts come from arguments, standard input (one per line), or --input FILE (.txt one per line, .jsonl with
 --field, .csv with --column), read as UTF-8. embed and classify also take text pairs: --pair-field (.jsonl),
@@ -184,6 +184,31 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("destination")
     convert.add_argument("--debug", action="store_true")
     convert.set_defaults(run=run_convert)
+
+    serve = commands.add_parser("serve", help="an HTTP server for OpenAI and TEI clients: embeddings, labels, "
+                                "reranking, with dynamic batching (needs the serve extra)")
+    common(serve, texts=False)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                       "only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on, 0 for any free one (default: 8080)")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
+                       "(default: $BERTNP_API_KEY, which keeps the key out of the process list)")
+    serve.add_argument("--labels", help="comma-separated labels: /predict classifies zero-shot with a model that has "
+                       "no classifier head (or renames a classifier's labels)")
+    serve.add_argument("--served-model-name", help="the model name in answers (default: the folder's name)")
+    serve.add_argument("--max-batch-tokens", type=int, help="tokens in one forward pass, summed over its texts "
+                       "(default: 16384)")
+    serve.add_argument("--max-batch-requests", type=int, help="requests sharing one forward pass (default: as many "
+                       "as fit; 1 turns batching across requests off)")
+    serve.add_argument("--max-wait-ms", type=float, help="how long an idle model waits for more requests before "
+                       "it starts a batch (default: 0; requests that arrive during a forward pass join the next)")
+    serve.add_argument("--max-queue", type=int, help="texts waiting for the model; a request beyond it gets 429 "
+                       "(default: 8192)")
+    serve.add_argument("--max-inputs", type=int, help="texts in one request; more gets 413 (default: 2048)")
+    serve.add_argument("--max-body-bytes", type=int, help="request body size; larger gets 413 (default: 8388608)")
+    serve.add_argument("--backend", choices=["numpy", "numba"], default=None)
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info")
+    serve.set_defaults(run=run_serve)
     return parser
 
 
@@ -685,6 +710,30 @@ def run_convert(args):
 
     convert(args.source, args.destination)
     print(f"wrote {args.destination}", file=sys.stderr)
+
+
+def run_serve(args):
+    """bertnp serve: the model behind HTTP until SIGTERM (exit 0) or Ctrl-C (130)."""
+    try:
+        from .serve.limits import Options
+        from .serve.server import run
+    except ImportError as e:
+        print(f"bertnp serve: error: {e.name} is not installed: pip install 'bertnp[serve]'", file=sys.stderr)
+        return 1
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: expected 0 to 65535")
+    key = args.api_key if args.api_key is not None else os.environ.get("BERTNP_API_KEY") or None
+    labels = tuple(label.strip() for label in args.labels.split(",") if label.strip()) if args.labels else None
+    limits = {name: getattr(args, name) for name in ("max_batch_tokens", "max_batch_requests", "max_wait_ms",
+                                                     "max_queue", "max_inputs", "max_body_bytes")
+              if getattr(args, name) is not None}
+    try:
+        options = Options(api_key=key, labels=labels, served_model_name=args.served_model_name, **limits)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    from .bert import load
+
+    return run(load(args.model, backend=args.backend), options, args.host, args.port, args.log_level)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@
                             sentence-transformers modules); what an app calls
         .threads()          the thread counts in force, as the library reports them
 
+Server engines (serve, infinity) are HTTP servers instead: they define TITLE, VARIANTS, ROUTE,
+command() and environment(), and workloads/serve.py starts each as a process of its own.
+
 The harness runs each Engine in its own process whose environment already sets BERTNP_NUM_THREADS,
 OPENBLAS_NUM_THREADS and RAYON_NUM_THREADS (the tokenizer) to the run's thread count. Module top levels
 import NumPy only, so that the parent can read TITLE cheaply.
