@@ -1,13 +1,18 @@
-"""The reference forward pass of BERT, as small pure functions over an array module `xp`.
-
-Read top to bottom: embeddings -> L encoder layers (self-attention, feed-forward) -> pooler -> classifier.
-Each function names the class of transformers' models/bert/modeling_bert.py it reproduces. `xp` is numpy
-(or cupy: the same code runs on a GPU). Weights arrive as the plain containers of bertnp.weights; linear
-weights are stored [out, in] as torch stores them, so a linear layer is x @ W.T + b.
+"""BERT's forward pass (the reference path), as small pure functions over an array module `xp` (numpy, or
+cupy on a GPU). Read top to bottom: embeddings -> L encoder layers -> pooler. Each function names the class
+of transformers' models/bert/modeling_bert.py it reproduces.
 
 Shape letters, used in every comment:
     B batch   T tokens   H hidden size   N heads   D head size (H = N * D)   I intermediate size
-    V vocabulary   P max positions   C labels   L layers
+    V vocabulary   P max positions   S token types   C labels   L layers
+
+The weights (bertnp.weights.BertWeights, plain containers of arrays; linear weights stored [out, in] as
+torch stores them, so a linear layer is x @ W.T + b):
+    embeddings.word [V, H], .position [P, H], .token_type [S, H], .norm.weight / .norm.bias [H]
+    layers[i].query, .key, .value, .attention_output: weight [H, H], bias [H]
+    layers[i].attention_norm, .output_norm: weight [H], bias [H]
+    layers[i].intermediate: weight [I, H], bias [I];  layers[i].output: weight [H, I], bias [H]
+    pooler: weight [H, H], bias [H];  classifier: weight [C, H], bias [C]
 """
 
 from __future__ import annotations
@@ -16,92 +21,20 @@ import math
 from dataclasses import dataclass
 
 from .erf import erf
+from .numerics import NUMERICS_CHOICES, TRANSFORMERS, Numerics, no_tap  # noqa: F401  (parity machinery)
 
 
-@dataclass(frozen=True)
-class Numerics:
-    """Arithmetic choices where engines differ. The defaults are transformers'; the others reproduce other
-    engines, so that `bertnp parity --explain` can tell which choice explains a difference."""
-
-    mask: str = "min"  # added to masked scores: "min" = finfo(dtype).min (transformers), "-10000" (Google's TF
-    #                    BERT, Spark NLP's TF graphs), "-inf" (a fully masked row then gives NaN)
-    gelu: str = "erf"  # "erf": exact GELU; "tanh": the tanh approximation some graph optimizers substitute
-    variance: str = "two_pass"  # LayerNorm variance as mean((x - mean)^2), or "one_pass": mean(x^2) - mean^2
-    accumulate: str = "native"  # sums of softmax and LayerNorm in the compute dtype, or "float64"
-
-
-TRANSFORMERS = Numerics()
-NUMERICS_CHOICES = {"mask": ("min", "-10000", "-inf"), "gelu": ("erf", "tanh"), "variance": ("two_pass", "one_pass"),
-                    "accumulate": ("native", "float64")}
-
-
-def no_tap(name, array):
-    """The default tap: tracing off. A tap(name, array) callable receives every named intermediate."""
-
-
-@dataclass
-class BertOutput:
-    last_hidden_state: object  # [B, T, H]
-    pooler_output: object = None  # [B, H], None when the checkpoint has no pooler
-    logits: object = None  # [B, C], BertForSequenceClassification checkpoints only
-    hidden_states: tuple | None = None  # L + 1 arrays [B, T, H]: the embeddings, then each layer's output
-    attentions: tuple | None = None  # L arrays [B, N, T, T]: each layer's attention probabilities
-    trace: dict | None = None  # name -> intermediate, in forward order, when tracing was asked for
-
-
-# ---- activations (transformers/activations.py ACT2FN) ------------------------------------------------
-
-
-def gelu(x, xp):
-    """Exact GELU, x * Phi(x), as torch's nn.functional.gelu. NumPy has no erf: ours is exact in float64."""
-    x64 = x.astype(xp.float64)
-    return (x64 * 0.5 * (1.0 + erf(x64 * math.sqrt(0.5), xp))).astype(x.dtype)
-
-
-def gelu_tanh(x, xp):
-    """gelu_new / gelu_pytorch_tanh: the tanh approximation of GELU."""
-    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def gelu_fast(x, xp):
-    """FastGELUActivation: the tanh approximation with its constant written to 10 digits."""
-    return 0.5 * x * (1.0 + xp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-
-
-def quick_gelu(x, xp):
-    """QuickGELUActivation: x * sigmoid(1.702 x)."""
-    return x * (1.0 / (1.0 + xp.exp(-1.702 * x)))
-
-
-def silu(x, xp):
-    """SiLU / swish: x * sigmoid(x)."""
-    return x * (1.0 / (1.0 + xp.exp(-x)))
-
-
-def relu(x, xp):
-    return xp.maximum(x, 0)
-
-
-ACTIVATIONS = {
-    "gelu": gelu,
-    "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_fast": gelu_fast,
-    "quick_gelu": quick_gelu,
-    "silu": silu,
-    "swish": silu,
-    "relu": relu,
-}
-
-
-# ---- building blocks -----------------------------------------------------------------------------------
-
-
-def linear(x, w, xp):
-    """nn.Linear as one 2-D BLAS GEMM: [..., in] -> [..., out]."""
-    rows = x.reshape(-1, x.shape[-1])  # [..., in] -> [R, in]
-    out = rows @ w.weight.T + w.bias  # [R, in] @ [in, out] -> [R, out]
-    return out.reshape(*x.shape[:-1], w.weight.shape[0])  # [R, out] -> [..., out]
+def embeddings(input_ids, token_type_ids, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
+    """BertEmbeddings: word + token type + position, then LayerNorm (dropout is off at inference).
+    Token types say which sentence of a pair a token belongs to: A (0) or B (1)."""
+    T = input_ids.shape[1]
+    x = w.word[input_ids] + w.token_type[token_type_ids]  # [B, T] -> [B, T, H]
+    if config.position_embedding_type == "absolute":  # relative models add positions inside attention
+        x = x + w.position[:T]  # [B, T, H] + [T, H]
+    tap("embeddings.sum", x)
+    x = layer_norm(x, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, H]
+    tap("embeddings.norm", x)
+    return x
 
 
 def layer_norm(x, w, eps, xp, numerics=TRANSFORMERS):
@@ -115,6 +48,37 @@ def layer_norm(x, w, eps, xp, numerics=TRANSFORMERS):
     return ((x - mean) / xp.sqrt(var + eps)).astype(dtype, copy=False) * w.weight + w.bias  # [..., H]
 
 
+def mask_bias(attention_mask, dtype, xp, numerics=TRANSFORMERS):
+    """BertModel's extended attention mask: 0 where a key may be attended, the dtype's minimum where not.
+
+    Attention is bidirectional: every token sees every other, before and after it; only padding is
+    masked, as keys. transformers adds finfo(dtype).min (Google's TF BERT added -10000), so a row whose
+    mask is all zero holds min + score = min everywhere: its softmax is uniform, never NaN.
+    """
+    blocked = attention_mask[:, None, None, :] == 0  # [B, T] -> [B, 1, 1, T]
+    value = {"min": xp.finfo(dtype).min, "-10000": -10000.0, "-inf": -xp.inf}[numerics.mask]
+    return xp.where(blocked, value, 0).astype(dtype)  # [B, 1, 1, T], broadcast over N and queries
+
+
+def linear(x, w, xp):
+    """nn.Linear as one 2-D BLAS GEMM: [..., in] -> [..., out]."""
+    rows = x.reshape(-1, x.shape[-1])  # [..., in] -> [R, in]
+    out = rows @ w.weight.T + w.bias  # [R, in] @ [in, out] -> [R, out]
+    return out.reshape(*x.shape[:-1], w.weight.shape[0])  # [R, out] -> [..., out]
+
+
+def split_heads(x, n_heads):
+    """[B, T, H] -> [B, N, T, D]"""
+    B, T, H = x.shape
+    return x.reshape(B, T, n_heads, H // n_heads).transpose(0, 2, 1, 3)  # [B, T, N, D] -> [B, N, T, D]
+
+
+def merge_heads(x):
+    """[B, N, T, D] -> [B, T, H]"""
+    B, N, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, N * D)  # [B, T, N, D] -> [B, T, H]
+
+
 def softmax(x, xp, numerics=TRANSFORMERS):
     """Softmax over the last axis, shifted by the row max so exp never overflows."""
     dtype, x = x.dtype, x.astype(xp.float64) if numerics.accumulate == "float64" else x
@@ -122,64 +86,15 @@ def softmax(x, xp, numerics=TRANSFORMERS):
     return (e / e.sum(axis=-1, keepdims=True)).astype(dtype, copy=False)  # [..., T]
 
 
-def split_heads(x, n_heads):
-    """[B, T, H] -> [B, N, T, D]"""
-    B, T, H = x.shape
-    return x.reshape(B, T, n_heads, H // n_heads).transpose(0, 2, 1, 3)
-
-
-def merge_heads(x):
-    """[B, N, T, D] -> [B, T, H]"""
-    B, N, T, D = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, T, N * D)
-
-
-def mask_bias(attention_mask, dtype, xp, numerics=TRANSFORMERS):
-    """BertModel's extended attention mask: 0 where a key may be attended, the dtype's minimum where not.
-
-    transformers adds finfo(dtype).min (Google's TF BERT added -10000). A row whose mask is all zero then
-    holds the same value min + score = min everywhere, so its softmax is uniform, never NaN.
-    """
-    blocked = attention_mask[:, None, None, :] == 0  # [B, T] -> [B, 1, 1, T]
-    value = {"min": xp.finfo(dtype).min, "-10000": -10000.0, "-inf": -xp.inf}[numerics.mask]
-    return xp.where(blocked, value, 0).astype(dtype)  # [B, 1, 1, T], broadcast over N and queries
-
-
-# ---- the model -----------------------------------------------------------------------------------------
-
-
-def embeddings(input_ids, token_type_ids, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
-    """BertEmbeddings: word + token type + position, then LayerNorm (dropout is off at inference)."""
-    T = input_ids.shape[1]
-    x = w.word[input_ids] + w.token_type[token_type_ids]  # [B, T] -> [B, T, H]
-    if config.position_embedding_type == "absolute":  # relative models add positions inside attention
-        x = x + w.position[:T]  # [B, T, H] + [T, H]
-    tap("embeddings.sum", x)
-    x = layer_norm(x, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, H]
-    tap("embeddings.norm", x)
-    return x
-
-
-def relative_scores(q, k, distance, kind, xp):
-    """BertSelfAttention's relative_key(_query) terms (Shaw et al.; Huang et al.), from transformers 4.x."""
-    T = q.shape[2]
-    positions = xp.arange(T)
-    P = (distance.shape[0] + 1) // 2
-    table = distance[positions[:, None] - positions[None, :] + P - 1]  # [T, T] offsets -> [T, T, D]
-    scores = xp.einsum("bnld,lrd->bnlr", q, table)  # query . position: [B, N, T, T]
-    if kind == "relative_key_query":
-        scores = scores + xp.einsum("bnrd,lrd->bnlr", k, table)  # key . position: [B, N, T, T]
-    return scores
-
-
 def self_attention(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
-    """BertSelfAttention with eager attention: softmax(Q K^T / sqrt(D) + mask) V, per head."""
+    """BertSelfAttention with eager attention: softmax(Q K^T / sqrt(D) + mask) V, per head.
+    Padded query rows are computed like any other and ignored by whoever reads the output."""
     q = split_heads(linear(x, w.query, xp), config.num_attention_heads)  # [B, T, H] -> [B, N, T, D]
     k = split_heads(linear(x, w.key, xp), config.num_attention_heads)  # [B, N, T, D]
     v = split_heads(linear(x, w.value, xp), config.num_attention_heads)  # [B, N, T, D]
     scores = q @ k.transpose(0, 1, 3, 2)  # [B, N, T, D] @ [B, N, D, T] -> [B, N, T, T]
-    if w.distance is not None:
-        scores = scores + relative_scores(q, k, w.distance, config.position_embedding_type, xp)
+    if w.distance is not None:  # relative position models only (below the divider)
+        scores = scores + relative_scores(q, k, w.distance, config.position_embedding_type, xp)  # [B, N, T, T]
     scores = scores * config.head_size**-0.5 + bias  # [B, N, T, T] + [B, 1, 1, T]
     probs = softmax(scores, xp, numerics)  # [B, N, T, T], each row sums to 1
     context = merge_heads(probs @ v)  # [B, N, T, T] @ [B, N, T, D] -> [B, N, T, D] -> [B, T, H]
@@ -188,17 +103,25 @@ def self_attention(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
     return context, probs
 
 
+def gelu(x, xp):
+    """Exact GELU, x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, as torch's
+    nn.functional.gelu. NumPy has no erf: ours (bertnp/erf.py) is exact in float64, so we compute there."""
+    x64 = x.astype(xp.float64)  # [..., I]
+    return (x64 * 0.5 * (1.0 + erf(x64 * math.sqrt(0.5), xp))).astype(x.dtype)  # [..., I]
+
+
 def encoder_layer(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
-    """BertLayer: attention and feed-forward, each followed by residual + LayerNorm (post-LN, as in BERT)."""
+    """BertLayer: attention and feed-forward, each followed by residual + LayerNorm. BERT is post-LN: the
+    LayerNorm comes after the residual add (GPT-2 and most later models are pre-LN: norm, then sublayer)."""
     eps = config.layer_norm_eps
     activation = gelu_tanh if config.hidden_act == "gelu" and numerics.gelu == "tanh" else ACTIVATIONS[config.hidden_act]
     context, probs = self_attention(x, bias, w, config, xp, numerics, tap)  # [B, T, H], [B, N, T, T]
     a = linear(context, w.attention_output, xp)  # BertSelfOutput: [B, T, H]
-    x = layer_norm(a + x, w.attention_norm, eps, xp, numerics)  # residual, then LayerNorm
+    x = layer_norm(a + x, w.attention_norm, eps, xp, numerics)  # residual, then LayerNorm: [B, T, H]
     pre = linear(x, w.intermediate, xp)  # BertIntermediate: [B, T, H] -> [B, T, I]
     h = activation(pre, xp)  # [B, T, I]
     f = linear(h, w.output, xp)  # BertOutput: [B, T, I] -> [B, T, H]
-    out = layer_norm(f + x, w.output_norm, eps, xp, numerics)  # residual, then LayerNorm
+    out = layer_norm(f + x, w.output_norm, eps, xp, numerics)  # residual, then LayerNorm: [B, T, H]
     for name, array in (("attention_output", a), ("attention_norm", x), ("activation_input", pre),
                         ("activation_output", h), ("ffn_output", f), ("output_norm", out)):
         tap(name, array)
@@ -206,8 +129,19 @@ def encoder_layer(x, bias, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
 
 
 def pooler(x, w, xp):
-    """BertPooler: tanh(dense(first token)), the [CLS] summary the classifier reads."""
-    return xp.tanh(linear(x[:, 0], w, xp))  # [B, T, H] -> [B, H]
+    """BertPooler: tanh(dense(first token)), the [CLS] summary the classifier reads. The tanh comes from
+    pre-training, where this vector predicted whether sentence B follows sentence A."""
+    return xp.tanh(linear(x[:, 0], w, xp))  # [B, T, H] -> [B, H] -> [B, H]
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: object  # [B, T, H]
+    pooler_output: object = None  # [B, H], None when the checkpoint has no pooler
+    logits: object = None  # [B, C], BertForSequenceClassification checkpoints only
+    hidden_states: tuple | None = None  # L + 1 arrays [B, T, H]: the embeddings, then each layer's output
+    attentions: tuple | None = None  # L arrays [B, N, T, T]: each layer's attention probabilities
+    trace: dict | None = None  # name -> intermediate, in forward order, when tracing was asked for
 
 
 def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_hidden_states=False,
@@ -224,8 +158,8 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
     for i, layer in enumerate(weights.layers):
         layer_tap = no_tap if tap is no_tap else (lambda name, array, i=i: tap(f"layer.{i}.{name}", array))
         x, probs = encoder_layer(x, bias, layer, config, xp, numerics, layer_tap)  # [B, T, H] -> [B, T, H]
-        hidden_states.append(x)
-        attentions.append(probs)
+        hidden_states.append(x)  # L + 1 of [B, T, H]
+        attentions.append(probs)  # L of [B, N, T, T]
     pooled = pooler(x, weights.pooler, xp) if weights.pooler is not None else None  # [B, H]
     logits = linear(pooled, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
     for name, array in (("pooler", pooled), ("logits", logits)):
@@ -238,3 +172,59 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
         hidden_states=tuple(hidden_states) if output_hidden_states else None,
         attentions=tuple(attentions) if output_attentions else None,
     )
+
+
+# ==== below: variants. BERT-base needs none of it =========================================================
+# Other activations a config.json may name, and relative position embeddings. The arithmetic switches
+# (numerics) and tracing (tap) live in bertnp/numerics.py.
+
+
+def gelu_tanh(x, xp):
+    """gelu_new / gelu_pytorch_tanh: the tanh approximation of GELU."""
+    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))  # [..., I]
+
+
+def gelu_fast(x, xp):
+    """FastGELUActivation: the tanh approximation with its constant written to 10 digits."""
+    return 0.5 * x * (1.0 + xp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))  # [..., I]
+
+
+def quick_gelu(x, xp):
+    """QuickGELUActivation: x * sigmoid(1.702 x)."""
+    return x * (1.0 / (1.0 + xp.exp(-1.702 * x)))  # [..., I]
+
+
+def silu(x, xp):
+    """SiLU / swish: x * sigmoid(x)."""
+    return x * (1.0 / (1.0 + xp.exp(-x)))  # [..., I]
+
+
+def relu(x, xp):
+    """ReLU: max(x, 0)."""
+    return xp.maximum(x, 0)  # [..., I]
+
+
+ACTIVATIONS = {  # config.hidden_act -> function (transformers/activations.py ACT2FN)
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_fast,
+    "quick_gelu": quick_gelu,
+    "silu": silu,
+    "swish": silu,
+    "relu": relu,
+}
+
+
+def relative_scores(q, k, distance, kind, xp):
+    """BertSelfAttention's relative_key(_query) terms (Shaw et al.; Huang et al.), from transformers 4.x:
+    query . table[i - j] (and, for relative_key_query, key . table[i - j]) for query i and key j.
+    distance: [2P-1, D], row P-1 for distance 0."""
+    T = q.shape[2]
+    positions = xp.arange(T)  # [T]
+    P = (distance.shape[0] + 1) // 2
+    table = distance[positions[:, None] - positions[None, :] + P - 1]  # [T, T] offsets -> [T, T, D]
+    scores = xp.einsum("bnid,ijd->bnij", q, table)  # query . position: [B, N, T, T]
+    if kind == "relative_key_query":
+        scores = scores + xp.einsum("bnjd,ijd->bnij", k, table)  # key . position: [B, N, T, T]
+    return scores

@@ -33,6 +33,19 @@ STEPS = [
 ]
 
 
+# each fast-path kernel (bertnp.fast, kernels/): the model.py functions it replaces, and what it fuses
+KERNELS = [
+    ("kernels/cpu.py", "pack", ("mask_bias",), "which tokens are real: the fast path computes those rows only"),
+    ("kernels/cpu.py", "embed_layer_norm", ("embeddings", "layer_norm"), "gather the three tables, add, normalize"),
+    ("kernels/packed.py", "matmul", ("linear",), "the GEMM (not the bias), on weights packed at load"),
+    ("kernels/cpu.py", "attention", ("self_attention", "split_heads", "softmax", "merge_heads"),
+     "everything after the Q/K/V GEMM, per (sequence, head), at the sequence's own length"),
+    ("kernels/cpu.py", "bias_residual_layer_norm", ("linear", "layer_norm"),
+     "the bias, the residual add and LayerNorm (BertSelfOutput, BertOutput)"),
+    ("kernels/cpu.py", "bias_activation", ("linear", "gelu"), "the bias and the activation (BertIntermediate)"),
+]
+
+
 def section(model_path: str) -> str:
     bert = load(model_path, backend="numpy")
     enc = bert.tokenize([SENTENCE])
@@ -55,6 +68,11 @@ def section(model_path: str) -> str:
     lines.append("")
     lines.append(f"Layers 1 to {cfg.num_hidden_layers - 1} repeat layer 0 on its output. `last_hidden_state` is "
                  f"layer {cfg.num_hidden_layers - 1}'s `output_norm`, and the pooler reads its first token.")
+    lines += ["", "The default backend runs `bertnp/fast.py` instead: the same arithmetic, with each group of "
+              "`model.py` functions fused into one kernel:", "",
+              "| kernel | replaces in `model.py` | what it fuses |", "| --- | --- | --- |"]
+    for path, kernel, replaced, what in KERNELS:
+        lines.append(f"| `{path}` `{kernel}` | {', '.join(f'`{name}`' for name in replaced)} | {what} |")
     return "\n".join(lines)
 
 

@@ -32,7 +32,8 @@ from numba.extending import overload
 
 SUM_FASTMATH = {"reassoc", "contract", "nsz"}
 EXACT_FASTMATH = {"contract"}
-COMMON = {"cache": True, "error_model": "numpy"}  # x / 0 is inf as in NumPy: a raise in a loop would stop SIMD
+COMMON = {"cache": True, "error_model": "numpy", "nogil": True}  # x / 0 is inf as in NumPy: a raise in a loop
+#   would stop SIMD; nogil: other Python threads (a server's event loop) run while a kernel does
 
 kernel = numba.njit(fastmath=SUM_FASTMATH, parallel=True, **COMMON)  # prange over rows or (sequence, head)
 serial_kernel = numba.njit(fastmath=SUM_FASTMATH, **COMMON)  # bookkeeping too small to split; row helpers

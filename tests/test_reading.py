@@ -13,3 +13,16 @@ def test_readme_reading_section_matches_the_code(minilm_path):
     found = re.search(r"<!-- reading:start -->\n(.*)\n<!-- reading:end -->", readme, re.S)
     assert found, "README.md lacks the reading section markers"
     assert found.group(1) == section(minilm_path), "regenerate it: python -m bertnp.reading weights/minilm"
+
+
+def test_kernel_table_names_real_functions():
+    """Every kernel the reading section names exists, and so does every model.py function it replaces."""
+    from bertnp import model
+    from bertnp.kernels import cpu, packed
+    from bertnp.reading import KERNELS
+
+    modules = {"kernels/cpu.py": cpu, "kernels/packed.py": packed}
+    for path, kernel, replaced, _ in KERNELS:
+        assert callable(getattr(modules[path], kernel)), f"{path} has no {kernel}"
+        for name in replaced:
+            assert callable(getattr(model, name, None)), f"model.py has no {name} (named for {kernel})"
