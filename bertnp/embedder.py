@@ -8,11 +8,11 @@ A sentence-transformers folder holds `modules.json` (Transformer -> Pooling -> o
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
+from . import files
 from .bert import Bert, load
 from .errors import ConfigError, InputError
 from .pooling import POOLINGS, normalize as unit_length, pool
@@ -37,51 +37,62 @@ def sentence_transformers_settings(folder: str) -> dict:
         return {}
     modules = _json(modules_path, list)
     settings = {"normalize": False, "pooling": ("mean",)}
-    for module in modules:
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+    for i, module in enumerate(modules):
+        if not (isinstance(module, dict) and isinstance(module.get("type", ""), str)
+                and isinstance(module.get("path", ""), str)):
+            raise ConfigError(f"{modules_path}: module {i} must be an object with string 'type' and 'path', got "
+                              f"{files.excerpt(module)}")
+        kind = module.get("type", "").rsplit(".", 1)[-1]
         if kind == "Normalize":
             settings["normalize"] = True
         elif kind == "Pooling":
-            pooling = _json(os.path.join(folder, module.get("path", ""), "config.json"), dict)
-            settings["pooling"] = _pooling_modes(pooling, os.path.join(folder, module.get("path", ""), "config.json"))
+            where = module.get("path", "")
+            if os.path.isabs(where) or ".." in where.replace("\\", "/").split("/"):
+                raise ConfigError(f"{modules_path}: module {i}'s path {files.excerpt(where)} must name a folder inside "
+                                  f"the model folder")
+            pooling_path = os.path.join(folder, where, "config.json")
+            settings["pooling"] = _pooling_modes(_json(pooling_path, dict), pooling_path)
         elif kind not in ("Transformer", ""):
-            raise ConfigError(f"{modules_path}: module type {module.get('type')!r} is not supported by bertnp "
-                              "(it runs Transformer -> Pooling -> Normalize)")
+            raise ConfigError(f"{modules_path}: module type {files.excerpt(module.get('type'))} is not supported by "
+                              "bertnp (it runs Transformer -> Pooling -> Normalize)")
     bert_config = os.path.join(folder, "sentence_bert_config.json")
     if os.path.exists(bert_config):
         raw = _json(bert_config, dict)
         length = raw.get("max_seq_length")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 2):
-            raise ConfigError(f"{bert_config}: max_seq_length={length!r}: expected an integer of at least 2")
+        if length is not None and files.integer(length, 2) is None:
+            raise ConfigError(f"{bert_config}: max_seq_length={files.excerpt(length)}: expected an integer from 2 to "
+                              f"{files.MAX_INDEX}")
+        if not isinstance(raw.get("do_lower_case", False), bool):
+            raise ConfigError(f"{bert_config}: do_lower_case={files.excerpt(raw.get('do_lower_case'))}: expected "
+                              f"true or false")
         settings["max_length"] = length
-        settings["lowercase"] = bool(raw.get("do_lower_case", False))
+        settings["lowercase"] = raw.get("do_lower_case", False)
     return settings
 
 
 def _pooling_modes(raw: dict, path: str) -> tuple:
     if "pooling_mode" in raw:  # sentence-transformers >= 5 writes one key
         modes = raw["pooling_mode"]
+        if not (isinstance(modes, str) or (isinstance(modes, list) and all(isinstance(m, str) for m in modes))):
+            raise ConfigError(f"{path}: pooling_mode must be a string or a list of strings, got {files.excerpt(modes)}")
         modes = (modes,) if isinstance(modes, str) else tuple(modes)
     else:
         modes = tuple(mode for flag, mode in POOLING_FLAGS.items() if raw.get(flag))
         unsupported = [k for k, v in raw.items() if k.startswith("pooling_mode_") and v and k not in POOLING_FLAGS]
         if unsupported:
-            raise ConfigError(f"{path}: {', '.join(unsupported)} is not supported by bertnp")
+            raise ConfigError(f"{path}: {', '.join(files.shown(k) for k in unsupported[:3])} is not supported by bertnp")
     for mode in modes:
         if mode not in POOLINGS:
-            raise ConfigError(f"{path}: pooling mode {mode!r} is not supported by bertnp")
+            raise ConfigError(f"{path}: pooling mode {files.excerpt(mode)} is not supported by bertnp")
     return modes or ("mean",)
 
 
 def _json(path, kind):
+    """A sentence-transformers settings file, read under the loading contract (bertnp.files)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: unreadable ({e})") from None
-    if not isinstance(data, kind):
-        raise ConfigError(f"{path}: expected a JSON {kind.__name__}")
-    return data
+        return files.read_json(path, "sentence-transformers settings", ConfigError, expect=kind)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: unreadable (no such file)") from None
 
 
 class Embedder:

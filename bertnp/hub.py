@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from . import files
 from .errors import ConfigError
 
 # the files bertnp reads from a model repository (weights are chosen separately)
@@ -30,8 +31,12 @@ def cached_snapshot(repo_id: str, revision: str = "main") -> str | None:
     repo = os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
     ref = os.path.join(repo, "refs", revision)
     if os.path.exists(ref):
-        with open(ref, encoding="utf-8") as f:
-            revision = f.read().strip()
+        try:
+            revision = files.read_text(ref, "hub reference", ConfigError).strip()
+        except FileNotFoundError:
+            return None
+        if not revision or revision in (".", "..") or not revision.isprintable() or "/" in revision or os.sep in revision:
+            raise ConfigError(f"{ref}: expected a revision (a commit hash), got {files.excerpt(revision)}")
     snapshot = os.path.join(repo, "snapshots", revision)
     return snapshot if os.path.exists(os.path.join(snapshot, "config.json")) else None
 

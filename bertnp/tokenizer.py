@@ -1,18 +1,24 @@
 """Text -> token ids, through Hugging Face's `tokenizers` (the same Rust code transformers' fast tokenizers run).
 
-A checkpoint's tokenizer.json is used as is. Older checkpoints carry only vocab.txt and
-tokenizer_config.json; from those we build the same BERT WordPiece pipeline transformers' BertTokenizer
-runs (clean text, split CJK characters, lower-case and strip accents when `do_lower_case`).
+A checkpoint's tokenizer.json is used as is, once `inspect_tokenizer_json` has checked it: `tokenizers`
+allocates in Rust, and an allocation that fails there aborts the interpreter, which no `except` catches.
+Older checkpoints carry only vocab.txt and tokenizer_config.json; from those we build the same BERT
+WordPiece pipeline transformers' BertTokenizer runs (clean text, split CJK characters, lower-case and
+strip accents when `do_lower_case`).
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
+import io
 import os
+import re
 import threading
 
 import numpy as np
 
+from . import files
 from .errors import InputError, TokenizerError
 
 UNBOUNDED = 10**9  # transformers writes int(1e30) as "no limit" into model_max_length
@@ -25,7 +31,7 @@ class Tokenizer:
         self.pad_token = pad_token
         self.pad_id = backend.token_to_id(pad_token)
         if self.pad_id is None:
-            raise TokenizerError(f"{source}: pad token {pad_token!r} is not in the vocabulary")
+            raise TokenizerError(f"{source}: pad token {files.excerpt(pad_token)} is not in the vocabulary")
         self.source = source
         # truncation and padding are state on the Rust tokenizer: set them and encode under one lock
         self._lock = threading.Lock()
@@ -34,16 +40,20 @@ class Tokenizer:
     def from_folder(cls, folder: str) -> "Tokenizer":
         from tokenizers import Tokenizer as RustTokenizer
 
-        settings = _read_json(os.path.join(folder, "tokenizer_config.json"))
-        model_max_length = settings.get("model_max_length")
-        if not isinstance(model_max_length, int) or model_max_length >= UNBOUNDED:
-            model_max_length = None
+        config_path = os.path.join(folder, "tokenizer_config.json")
+        settings = _read_json(config_path)
+        model_max_length = _model_max_length(settings.get("model_max_length"), config_path)
         pad_token = _token(settings.get("pad_token"), "[PAD]")
         tokenizer_json = os.path.join(folder, "tokenizer.json")
         vocab_txt = os.path.join(folder, "vocab.txt")
         if os.path.exists(tokenizer_json):
-            backend = rust_call(lambda: RustTokenizer.from_file(tokenizer_json), tokenizer_json,
-                                "not a valid tokenizers file")
+            text = files.read_text(tokenizer_json, "tokenizer.json", TokenizerError)
+            spec = files.parse_json(text, tokenizer_json, TokenizerError, what="not a valid tokenizers file, not JSON")
+            inspect_tokenizer_json(spec, tokenizer_json)
+            backend = rust_call(lambda: RustTokenizer.from_str(text), tokenizer_json, "not a valid tokenizers file")
+            # As transformers does for each call: the file's padding and truncation are not bertnp's.
+            backend.no_padding()
+            backend.no_truncation()
             return cls(backend, model_max_length, pad_token, tokenizer_json)
         if os.path.exists(vocab_txt):
             return cls(_wordpiece_from_vocab(vocab_txt, settings), model_max_length, pad_token, vocab_txt)
@@ -100,7 +110,7 @@ def rust_call(fn, source: str, what: str):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
-        raise TokenizerError(f"{source}: {what} ({type(e).__name__}: {e})") from None
+        raise TokenizerError(f"{source}: {what} ({type(e).__name__}: {str(e)[:300]})") from None
 
 
 def as_batch(texts, allow_empty: bool = False) -> list:
@@ -127,16 +137,25 @@ def as_batch(texts, allow_empty: bool = False) -> list:
 
 
 def _read_json(path: str) -> dict:
+    """tokenizer_config.json (or {} when there is none), read under the loading contract (bertnp.files)."""
     if not os.path.exists(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, RecursionError) as e:
-        raise TokenizerError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{path}: expected a JSON object")
-    return data
+        return files.read_json(path, "tokenizer_config.json", TokenizerError)
+    except FileNotFoundError:
+        return {}
+
+
+def _model_max_length(value, path: str) -> int | None:
+    """tokenizer_config.json's model_max_length: None when absent or "no limit" (transformers writes int(1e30),
+    sometimes as a float), else an integer of at least 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:  # NaN fails >= too
+        raise TokenizerError(f"{path}: field 'model_max_length' must be a positive number, got {files.excerpt(value)}")
+    if value >= UNBOUNDED:
+        return None
+    return int(value)
 
 
 def _token(value, default: str) -> str:
@@ -150,17 +169,19 @@ def _wordpiece_from_vocab(vocab_txt: str, settings: dict):
     """BertTokenizer's pipeline from vocab.txt and tokenizer_config.json, as a tokenizers.Tokenizer."""
     from tokenizers.implementations import BertWordPieceTokenizer
 
-    try:
-        with open(vocab_txt, encoding="utf-8") as f:
-            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
-    except (OSError, UnicodeDecodeError) as e:
-        raise TokenizerError(f"{vocab_txt}: unreadable vocabulary ({e})") from None
+    text = files.read_text(vocab_txt, "vocab.txt", TokenizerError)
+    vocab = {line.rstrip("\n"): i for i, line in enumerate(io.StringIO(text, newline=None))}  # as open() reads it
+    for name in ("tokenize_chinese_chars", "do_lower_case", "strip_accents"):
+        if not (settings.get(name) is None or isinstance(settings.get(name), bool)):
+            raise TokenizerError(f"{vocab_txt}: tokenizer_config.json's field '{name}' must be true, false or null, "
+                                 f"got {files.excerpt(settings.get(name))}")
     specials = {name: _token(settings.get(name), default) for name, default in
                 (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("cls_token", "[CLS]"),
                  ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))}
     missing = [token for token in specials.values() if token not in vocab]
     if missing:
-        raise TokenizerError(f"{vocab_txt}: special token(s) {', '.join(missing)} are not in the vocabulary")
+        raise TokenizerError(f"{vocab_txt}: special token(s) {', '.join(files.excerpt(t) for t in missing)} are not in "
+                             f"the vocabulary")
     wordpiece = BertWordPieceTokenizer(
         vocab,
         **specials,
@@ -170,3 +191,386 @@ def _wordpiece_from_vocab(vocab_txt: str, settings: dict):
         lowercase=bool(settings.get("do_lower_case", True)),
     )
     return wordpiece._tokenizer
+
+
+# ---- tokenizer.json, inspected before `tokenizers` runs it ------------------------------------------------
+#
+# `tokenizers` (Rust) allocates as its pipeline says, and a failed allocation aborts the process. So each
+# step is read here first, from what its Rust source does (tokenizers 0.23), and a file is refused, naming
+# the step, when:
+# - its normalizer, pre-tokenizer and decoder can lengthen a text more than MAX_GROWTH times, or add more
+#   than MAX_ADDED_BYTES to it. Each step's bound is in bytes out per byte in (`_Inspection.normalizer`,
+#   `.pre_tokenizer`, `.decoder`), and a chain multiplies them: Replace("a", "aa") forty times is 2**40.
+#   Working memory is about 50 bytes per byte of normalized text, so a text costs at most MAX_GROWTH times
+#   what it costs with BERT's own pipeline (whose bound is 7.5); XLM-R's and T5's pipelines bound at 44;
+# - tokens added with normalized=true would be normalized, at load, into more than MAX_LOAD_NORMALIZED bytes;
+# - a post-processor repeats a sequence (TemplateProcessing "$A $A": truncation does not count the copy),
+#   or adds more than MAX_SPECIAL_IDS ids;
+# - WordPiece's max_input_chars_per_word exceeds MAX_WORD_CHARS: a word costs the cube of it;
+# - a number is out of range: ids must fit the int32 arrays bertnp makes (a u32 id of 2**31 would raise
+#   OverflowError there), FixedLength must be at least 1 (0 panics in Rust), a charsmap must parse;
+# - a step is one bertnp does not know: it cannot be checked, so it is not run.
+# Regular expressions run in Oniguruma, whose retry limit ends catastrophic backtracking with an error.
+
+MAX_GROWTH = 64
+MAX_ADDED_BYTES = 1024
+MAX_LOAD_NORMALIZED = 16 << 20
+MAX_SPECIAL_IDS = 256
+MAX_WORD_CHARS = 1000
+MAX_STEPS = 64  # steps of all pipelines together, nested sequences included
+MAX_CHARSMAP = 1 << 20  # bytes of a Precompiled normalizer's charsmap (sentencepiece's nmt_nfkc: 237 KB)
+# Bytes out per byte in of the Unicode tables, measured over every code point (Python's unicodedata, Unicode
+# 14): NFKC/NFKD turn U+FDFA (3 bytes) into 33 bytes, NFD/NFC U+0390 (2) into 6; lower-casing U+0130 (2)
+# gives 3; BERT's CJK spacing turns a 3-byte character into 5.
+UNICODE_GROWTH = {"NFC": 3.0, "NFD": 3.0, "NFKC": 11.0, "NFKD": 11.0, "Lowercase": 1.5}
+CJK_SPACING = 5 / 3
+
+
+def inspect_tokenizer_json(spec: dict, path: str) -> dict:
+    """Refuse, with a TokenizerError naming the step, a tokenizer.json that `tokenizers` could run into an
+    explosion or an abort (see above). `spec` is the parsed file. Returns the bounds it checked, as (a, b):
+    "text" for the normalizer then the pre-tokenizer (bytes out <= a * bytes in + b, summed over the
+    pieces), "decoder" for each token the decoder turns into text."""
+    check = _Inspection(path)
+    check.spec_numbers(spec)
+    text = (1.0, 0.0)
+    if spec.get("normalizer") is not None:
+        text = check.normalizer(spec["normalizer"], "normalizer", text)
+    check.added_tokens(spec.get("added_tokens"), text)
+    if spec.get("pre_tokenizer") is not None:
+        text = check.pre_tokenizer(spec["pre_tokenizer"], "pre_tokenizer", text)
+    decoder = (1.0, 0.0)
+    if spec.get("decoder") is not None:
+        decoder = check.decoder(spec["decoder"], "decoder", decoder)
+    if spec.get("post_processor") is not None:
+        check.post_processor(spec["post_processor"], "post_processor")
+    check.model(spec.get("model"))
+    return {"text": text, "decoder": decoder}
+
+
+class _Inspection:
+    def __init__(self, path: str):
+        self.path, self.steps = path, 0
+
+    def fail(self, where: str, why: str):
+        where = where if len(where) <= 120 else f"{where[:50]}...{where[-60:]}"  # deeply nested sequences
+        raise TokenizerError(f"{self.path}: {where}: {why}")
+
+    def kind(self, step, where: str, known) -> str:
+        """The step's type, counted against MAX_STEPS; refuses a step that is not an object of a known type."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.fail(where, f"more than {MAX_STEPS} steps in all; bertnp refuses longer pipelines")
+        if not isinstance(step, dict):
+            self.fail(where, f"expected an object, got {files.json_type(step)}")
+        kind = step.get("type")
+        if not (isinstance(kind, str) and kind in known):
+            self.fail(where, f"type {files.excerpt(kind)} is not one bertnp can check; expected one of "
+                             f"{', '.join(sorted(known))}")
+        return kind
+
+    def index(self, value, where: str, field: str, low: int = 0, high: int = files.MAX_INDEX) -> int:
+        if files.integer(value, low, high) is None:
+            self.fail(where, f"'{field}' must be an integer from {low} to {high}, got {files.excerpt(value)}")
+        return value
+
+    def string(self, value, where: str, field: str) -> str:
+        if not isinstance(value, str):
+            self.fail(where, f"'{field}' must be a string, got {files.json_type(value)}")
+        return value
+
+    def grow(self, growth, step, where: str, what: str):
+        """Compose the bound so far (a, b: out <= a * in + b bytes) with one step's, refusing past the limits."""
+        a, b = growth[0] * step[0], growth[1] * step[0] + step[1]
+        if a > MAX_GROWTH or b > MAX_ADDED_BYTES:
+            self.fail(where, f"{what}: with the steps before it, a text can grow {a:.4g} times plus {b:.0f} bytes; "
+                             f"bertnp allows {MAX_GROWTH} times plus {MAX_ADDED_BYTES} bytes (an expanding chain)")
+        return a, b
+
+    def sequence(self, step, where: str, field: str, walk, growth):
+        items = step.get(field)
+        if not isinstance(items, list):
+            self.fail(where, f"'{field}' must be an array, got {files.json_type(items)}")
+        for i, item in enumerate(items):
+            growth = walk(item, f"{where}.{field}[{i}]", growth)
+        return growth
+
+    def replace(self, step, where: str, growth):
+        """Replace (normalizer or decoder): each match of the pattern becomes `content`."""
+        pattern, content = step.get("pattern"), self.string(step.get("content"), where, "content")
+        if not (isinstance(pattern, dict) and len(pattern) == 1 and set(pattern) <= {"String", "Regex"}):
+            self.fail(where, f"'pattern' must be {{\"String\": ...}} or {{\"Regex\": ...}}, got {files.excerpt(pattern)}")
+        (form, text), = pattern.items()
+        self.string(text, where, "pattern")
+        c = len(content.encode())
+        if form == "String" and text:  # matches of len(text) bytes, none overlapping
+            bound = (max(1.0, c / len(text.encode())), 0.0)
+        elif form == "Regex" and _never_empty(text):
+            bound = (max(1.0, c), 0.0)
+        else:  # an empty match at every character boundary inserts content there
+            bound = (max(1.0, c) + c, float(c))
+        return self.grow(growth, bound, where, f"Replace {files.excerpt(text, 40)} -> {files.excerpt(content, 40)}")
+
+    def normalizer(self, step, where: str, growth):
+        kind = self.kind(step, where, NORMALIZERS)
+        if kind == "Sequence":
+            return self.sequence(step, where, "normalizers", self.normalizer, growth)
+        if kind == "Replace":
+            return self.replace(step, where, growth)
+        if kind == "Prepend":
+            prepend = self.string(step.get("prepend"), where, "prepend")
+            return self.grow(growth, (1.0, len(prepend.encode())), where, "Prepend")
+        if kind == "Precompiled":
+            return self.grow(growth, (_charsmap_growth(step.get("precompiled_charsmap"), self, where), 0.0), where,
+                             "Precompiled")
+        if kind in ("BertNormalizer", "Bert"):
+            a = CJK_SPACING if step.get("handle_chinese_chars", True) is not False else 1.0
+            lowercase = step.get("lowercase", True) is not False
+            if step.get("strip_accents") or (step.get("strip_accents") is None and lowercase):
+                a *= UNICODE_GROWTH["NFD"]
+            a *= UNICODE_GROWTH["Lowercase"] if lowercase else 1.0
+            return self.grow(growth, (a, 0.0), where, "BertNormalizer")
+        if kind == "ByteLevel":  # each byte becomes a character of at most 2 bytes
+            return self.grow(growth, (2.0, 0.0), where, kind)
+        return self.grow(growth, (UNICODE_GROWTH.get(kind, 1.0), 0.0), where, kind)  # Strip* and Nmt only remove
+
+    def pre_tokenizer(self, step, where: str, growth):
+        kind = self.kind(step, where, PRE_TOKENIZERS)
+        if kind == "Sequence":
+            return self.sequence(step, where, "pretokenizers", self.pre_tokenizer, growth)
+        if kind == "Split":
+            pattern = step.get("pattern")
+            if not (isinstance(pattern, dict) and len(pattern) == 1 and set(pattern) <= {"String", "Regex"}):
+                self.fail(where, f"'pattern' must be {{\"String\": ...}} or {{\"Regex\": ...}}, got "
+                                 f"{files.excerpt(pattern)}")
+            self.string(next(iter(pattern.values())), where, "pattern")
+        if kind == "FixedLength":
+            self.index(step.get("length", 5), where, "length", low=1)
+        if kind == "ByteLevel":  # bytes -> characters of at most 2 bytes, after a space before each piece
+            return self.grow(growth, (4.0 if step.get("add_prefix_space", True) is not False else 2.0, 0.0), where, kind)
+        if kind == "Metaspace":  # ' ' -> the replacement character, which may also begin each piece
+            replacement = self.string(step.get("replacement", "\u2581"), where, "replacement")
+            if len(replacement) != 1:
+                self.fail(where, f"'replacement' must be one character, got {files.excerpt(replacement)}")
+            r = len(replacement.encode())
+            prepends = step.get("prepend_scheme", "always") != "never" and step.get("add_prefix_space") is not False
+            return self.grow(growth, (r + 1.0 if prepends else float(r), 0.0), where, kind)
+        return self.grow(growth, (1.0, 0.0), where, kind)  # the rest only split
+
+    def decoder(self, step, where: str, growth):
+        kind = self.kind(step, where, DECODERS)
+        if kind == "Sequence":
+            return self.sequence(step, where, "decoders", self.decoder, growth)
+        if kind == "Replace":
+            return self.replace(step, where, growth)
+        if kind == "BPEDecoder" and step.get("suffix", "</w>") == "":  # "".replace inserts between characters
+            return self.grow(growth, (2.0, 1.0), where, "BPEDecoder with an empty suffix")
+        if kind == "CTC" and step.get("cleanup", True) is not False and step.get("word_delimiter_token", "|") == "":
+            return self.grow(growth, (2.0, 1.0), where, "CTC with an empty word_delimiter_token")
+        if kind == "Strip":
+            for field in ("start", "stop"):
+                self.index(step.get(field, 0), where, field)
+        if kind == "ByteLevel":  # invalid UTF-8 becomes U+FFFD (3 bytes) per character of 1 or more
+            return self.grow(growth, (3.0, 0.0), where, kind)
+        if kind == "WordPiece":  # a space before each token
+            return self.grow(growth, (1.0, 1.0), where, kind)
+        return self.grow(growth, (1.0, 0.0), where, kind)
+
+    def post_processor(self, step, where: str, copies: int = 1) -> tuple[int, int]:
+        """(copies of each sequence, special ids added) of a post-processor; refuses repeated sequences."""
+        kind = self.kind(step, where, POST_PROCESSORS)
+        if kind == "Sequence":
+            items = step.get("processors")
+            if not isinstance(items, list):
+                self.fail(where, f"'processors' must be an array, got {files.json_type(items)}")
+            total_copies, total_ids = 1, 0
+            for i, item in enumerate(items):
+                n, ids = self.post_processor(item, f"{where}.processors[{i}]")
+                total_copies, total_ids = total_copies * n, total_ids * n + ids
+                if total_copies > 1:
+                    self.fail(f"{where}.processors[{i}]", "repeats a sequence: the copies are not truncated")
+            return total_copies, total_ids
+        if kind in ("BertProcessing", "RobertaProcessing"):
+            for field in ("sep", "cls"):
+                token = step.get(field)
+                if not (isinstance(token, list) and len(token) == 2 and isinstance(token[0], str)):
+                    self.fail(where, f"'{field}' must be [token, id], got {files.excerpt(token)}")
+                self.index(token[1], where, f"{field} id")
+            return 1, 4
+        if kind == "ByteLevel":
+            return 1, 0
+        specials = step.get("special_tokens") or {}
+        if not isinstance(specials, dict):
+            self.fail(where, f"'special_tokens' must be an object, got {files.json_type(specials)}")
+        sizes = {}
+        for name, token in specials.items():
+            ids = token.get("ids") if isinstance(token, dict) else None
+            if not isinstance(ids, list):
+                self.fail(where, f"special token {files.excerpt(name)} must have a list of 'ids'")
+            for i in ids:
+                self.index(i, where, f"ids of {files.shown(name, 40)}")
+            sizes[name] = len(ids)
+        added = 0
+        for field in ("single", "pair"):
+            pieces = step.get(field, [])
+            if not isinstance(pieces, list):
+                self.fail(where, f"'{field}' must be an array of pieces, got {files.json_type(pieces)}")
+            seen, ids = [], 0
+            for piece in pieces:
+                body = next(iter(piece.values()), None) if isinstance(piece, dict) and len(piece) == 1 else None
+                if not isinstance(body, dict):
+                    self.fail(where, f"'{field}' holds {files.excerpt(piece)}: expected {{\"Sequence\": ...}} or "
+                                     f"{{\"SpecialToken\": ...}}")
+                self.index(body.get("type_id", 0), where, f"type_id in '{field}'")
+                name = body.get("id")
+                if "Sequence" in piece:
+                    seen.append(name)
+                elif isinstance(name, str):
+                    ids += sizes.get(name, 0)
+            repeated = next((s for s in set(map(str, seen)) if list(map(str, seen)).count(s) > 1), None)
+            if repeated is not None:
+                self.fail(where, f"'{field}' repeats sequence ${files.shown(repeated, 8)}: the copies are not truncated, "
+                                 f"so each text would grow with them")
+            if ids > MAX_SPECIAL_IDS:
+                self.fail(where, f"'{field}' adds {ids} special ids; bertnp allows {MAX_SPECIAL_IDS}")
+            added = max(added, ids)
+        return 1, added
+
+    def added_tokens(self, tokens, normalizer_growth):
+        if tokens is None:
+            return
+        if not isinstance(tokens, list):
+            self.fail("added_tokens", f"expected an array, got {files.json_type(tokens)}")
+        normalized = 0
+        for i, token in enumerate(tokens):
+            if not isinstance(token, dict):
+                self.fail(f"added_tokens[{i}]", f"expected an object, got {files.json_type(token)}")
+            self.index(token.get("id"), f"added_tokens[{i}]", "id")
+            content = self.string(token.get("content"), f"added_tokens[{i}]", "content")
+            if token.get("normalized", not token.get("special", False)):
+                normalized += len(content.encode())
+        a, b = normalizer_growth
+        if normalized and a * normalized + b * len(tokens) > MAX_LOAD_NORMALIZED:
+            self.fail("added_tokens", f"{normalized} bytes of tokens with normalized=true, which the normalizer "
+                                      f"(up to {a:.4g} times) would turn into more than {MAX_LOAD_NORMALIZED >> 20} "
+                                      f"MiB while loading")
+
+    def model(self, model):
+        if not isinstance(model, dict):
+            self.fail("model", f"expected an object, got {files.json_type(model)}")
+        kind = model.get("type")
+        if kind is not None and not (isinstance(kind, str) and kind in MODELS):
+            self.fail("model", f"type {files.excerpt(kind)} is not one bertnp can check; expected one of "
+                               f"{', '.join(sorted(MODELS))}")
+        vocab = model.get("vocab")
+        if isinstance(vocab, dict):  # WordPiece, BPE, WordLevel: token -> id
+            bad = next((t for t, i in vocab.items() if files.integer(i) is None), None)
+            if bad is not None:
+                self.fail("model.vocab", f"token {files.excerpt(bad)} has id {files.excerpt(vocab[bad])}; ids must be "
+                                         f"integers from 0 to {files.MAX_INDEX}")
+        elif isinstance(vocab, list):  # Unigram: [piece, score], the id is the position
+            if len(vocab) > files.MAX_INDEX:
+                self.fail("model.vocab", f"{len(vocab)} pieces; ids must fit int32")
+            if model.get("unk_id") is not None:
+                self.index(model["unk_id"], "model", "unk_id", high=max(len(vocab) - 1, 0))
+        elif vocab is not None:
+            self.fail("model.vocab", f"expected an object or an array, got {files.json_type(vocab)}")
+        if "max_input_chars_per_word" in model:
+            self.index(model["max_input_chars_per_word"], "model", "max_input_chars_per_word", low=1, high=MAX_WORD_CHARS)
+        dropout = model.get("dropout")
+        if dropout is not None and files.number(dropout, 0.0, 1.0) is None:
+            self.fail("model", f"'dropout' must be a number from 0 to 1, got {files.excerpt(dropout)}")
+
+    def spec_numbers(self, spec: dict):
+        """truncation and padding: bertnp replaces both after loading, but their numbers are read by Rust first."""
+        for field, numbers in (("truncation", ("max_length", "stride")),
+                               ("padding", ("pad_to_multiple_of", "pad_id", "pad_type_id"))):
+            settings = spec.get(field)
+            if settings is None:
+                continue
+            if not isinstance(settings, dict):
+                self.fail(field, f"expected an object or null, got {files.json_type(settings)}")
+            for number in numbers:
+                if settings.get(number) is not None:
+                    self.index(settings[number], field, number)
+            strategy = settings.get("strategy")
+            if field == "padding" and isinstance(strategy, dict) and "Fixed" in strategy:
+                self.index(strategy["Fixed"], field, "strategy.Fixed")
+
+
+NORMALIZERS = {"BertNormalizer", "Bert", "Strip", "StripAccents", "NFC", "NFD", "NFKC", "NFKD", "Sequence", "Lowercase",
+               "Nmt", "Precompiled", "Replace", "Prepend", "ByteLevel"}
+PRE_TOKENIZERS = {"BertPreTokenizer", "ByteLevel", "CharDelimiterSplit", "Metaspace", "Whitespace", "Sequence", "Split",
+                  "Punctuation", "WhitespaceSplit", "Digits", "UnicodeScripts", "FixedLength"}
+DECODERS = {"BPEDecoder", "ByteLevel", "WordPiece", "Metaspace", "CTC", "Sequence", "Replace", "Fuse", "Strip",
+            "ByteFallback"}
+POST_PROCESSORS = {"BertProcessing", "RobertaProcessing", "ByteLevel", "TemplateProcessing", "Sequence"}
+MODELS = {"WordPiece", "BPE", "WordLevel", "Unigram"}
+
+
+def _never_empty(pattern: str) -> bool:
+    """Whether an Oniguruma pattern surely never matches the empty string, judged with Python's parser for the
+    syntax both share (bracket classes like [[:alpha:]] and (?...) groups differ, so they count as may-match)."""
+    if len(pattern) > 1000 or "[[" in pattern or "&&" in pattern or "(?" in pattern:
+        return False
+    try:
+        from re import _parser
+    except ImportError:  # Python < 3.11
+        import sre_parse as _parser
+    try:
+        return _parser.parse(pattern).getwidth()[0] >= 1
+    except (re.error, RecursionError, OverflowError, ValueError, TypeError):
+        return False
+
+
+def _charsmap_growth(encoded, check: _Inspection, where: str) -> float:
+    """Bytes out per byte in of a Precompiled normalizer (sentencepiece's charsmap, as spm_precompiled reads it:
+    a u32 trie size, a double-array trie of u32 units, then NUL-separated replacements). Each replacement
+    can only stand for a key as long as the trie path that finds it, so the bound walks the trie (breadth
+    first, vectorized; keys are at most 5 bytes, as the normalizer looks up a grapheme of fewer than 6 bytes
+    or one character) and takes the largest replacement length over key length."""
+    if not isinstance(encoded, str) or len(encoded) > MAX_CHARSMAP * 4 // 3 + 4:
+        check.fail(where, f"'precompiled_charsmap' must be base64 of at most {MAX_CHARSMAP >> 20} MiB")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        check.fail(where, "'precompiled_charsmap' is not base64")
+    units = int.from_bytes(blob[:4], "little") // 4 if len(blob) >= 4 else 0
+    if units == 0 or 4 + 4 * units > len(blob):
+        check.fail(where, "'precompiled_charsmap' is malformed: its trie is empty or longer than the charsmap")
+    trie = np.frombuffer(blob, "<u4", units, 4).astype(np.int64)
+    pool = np.frombuffer(blob, np.uint8, offset=4 + 4 * units)
+    try:
+        pool.tobytes().decode("utf-8")
+    except UnicodeDecodeError:
+        check.fail(where, "'precompiled_charsmap' is malformed: its replacements are not UTF-8")
+    ends = np.flatnonzero(pool == 0)  # a replacement runs to the next NUL, or to the end
+    next_end = np.searchsorted(ends, np.arange(pool.size))
+    length = np.append(ends, pool.size)[next_end] - np.arange(pool.size)
+
+    def offset(unit):
+        return (unit >> 10) << ((unit & (1 << 9)) >> 6)
+
+    labels = np.arange(1, 256)
+    frontier, seen, worst = np.array([offset(trie[0])]), np.zeros(units, bool), 1.0
+    for depth in range(1, 6):
+        found = []
+        for start in range(0, frontier.size, 4096):
+            child = frontier[start : start + 4096, None] ^ labels  # [F, 255] positions
+            inside = child < units
+            unit = trie[np.where(inside, child, 0)]
+            valid = inside & ((unit & ((1 << 31) | 0xFF)) == labels)
+            nodes = child[valid] ^ offset(unit[valid])
+            leaf = (unit[valid] >> 8) & 1 == 1
+            values = nodes[leaf & (nodes < units)]
+            values = trie[values] & ((1 << 31) - 1)
+            values = values[values < pool.size]
+            if values.size:
+                worst = max(worst, float(length[values].max()) / depth)
+            found.append(nodes[nodes < units])
+        frontier = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        frontier = frontier[~seen[frontier]]  # a trie is a tree; a node met again adds nothing
+        seen[frontier] = True
+        if not frontier.size:
+            break
+    return worst

@@ -18,10 +18,17 @@ and calls it (REDUCE), so a .bin from the internet can run a shell command. Our 
 anything: it answers the few names a state dict uses with bertnp's own stand-ins, and refuses every other
 name before anything is called. The stand-ins check their arguments and build inert records; records can
 neither be called (REDUCE) nor rewritten (BUILD). Arrays are made only after the whole pickle is read,
-with each tensor's extent checked against its storage. Before unpickling, a scan of the opcodes refuses
-the ones no state dict uses and memo indices the pickle could not have filled (CPython's unpickler would
-allocate memory for them: 10 bytes of pickle can cost 4 GB). The zip's members must be stored
-uncompressed, as torch writes them, and may not declare more bytes than the file holds.
+with each tensor's extent checked against its storage.
+
+Why a scan first. A pickle of a few hundred bytes can still cost hours or gigabytes without calling
+anything: memo indices it never filled (CPython's unpickler allocates up to them: 10 bytes can cost
+4 GB), tuples that share sub-tuples so that one has 2**100 leaves (hashing it as a dict key, or a repr
+of it, never ends), or thousands of empty containers from one byte each. `_scan` runs the pickle's
+stack machine on the kinds of values only, and refuses all three before the unpickler builds anything;
+messages quote content only through `files.excerpt`. Then the tensors: a storage may be shared, but all
+the tensors together may view at most twice the file's bytes (tied embeddings view it twice), so one
+storage named 100,000 times is refused before any of them is converted. The zip's members must be
+stored uncompressed, as torch writes them, and may not declare more bytes than the file holds.
 
 The pre-1.6 format (a sequence of bare pickles) is refused with a hint to re-save it.
 """
@@ -41,6 +48,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import files
 from .errors import WeightsError
 
 # torch storage class -> (safetensors dtype code, NumPy dtype without byte order). bfloat16 has no NumPy
@@ -57,9 +65,16 @@ STORAGE_TYPES = {
     "ByteStorage": ("U8", "u1"),
     "BoolStorage": ("BOOL", "b1"),
 }
-# Opcodes that build objects without REDUCE (INST, OBJ, NEWOBJ*) or look names up in copyreg's extension
-# registry (EXT*): torch.save never writes them, so we refuse them rather than reason about them.
-REFUSED_OPCODES = {"INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"}
+# Opcodes that build objects without REDUCE (INST, OBJ, NEWOBJ*), look names up in copyreg's extension
+# registry (EXT*), build sets (whose elements are hashed) or use out-of-band buffers: torch.save never
+# writes them, so we refuse them rather than reason about them.
+REFUSED_OPCODES = {"INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "EMPTY_SET", "ADDITEMS", "FROZENSET",
+                   "BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"}
+MAX_PICKLE_BYTES = 8 << 20  # data.pkl: torch writes about 110 bytes per tensor (BERT-large: 45 KB)
+# What the objects a pickle builds may take in memory, per byte of pickle (torch's pickles: about 6), and
+# how many bytes all tensors may view per byte of file (a tied decoder views the word embeddings twice).
+MEMORY_PER_PICKLE_BYTE = 16
+VIEWS_PER_FILE_BYTE = 2
 MIN_MEMBER_BYTES = 30 + 46  # a zip member's local header plus its central directory entry, name aside
 # The first pickle of the legacy (pre-1.6) format is this magic number.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -73,6 +88,7 @@ class _Record:
     """Base of what the stand-ins build. A hostile pickle may neither call one (REDUCE) nor rewrite it (BUILD)."""
 
     __slots__ = ()
+    bounded_repr = True  # files.excerpt may call repr: it is flat (a storage key, a shape)
 
     def __call__(self, *args):
         raise _Refused(f"refused REDUCE on {self!r}: it is not callable")
@@ -103,7 +119,7 @@ class _Storage(_Record):
         self.kind, self.key, self.numel = kind, key, numel
 
     def __repr__(self):
-        return f"storage data/{self.key} ({self.numel} x {self.kind!r})"
+        return f"storage data/{files.shown(self.key)} ({self.numel} x {self.kind!r})"
 
 
 class _Tensor(_Record):
@@ -115,14 +131,14 @@ class _Tensor(_Record):
         self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
 
     def __repr__(self):
-        return f"tensor{list(self.shape)} on {self.storage!r}"
+        return f"tensor{files.excerpt(list(self.shape))} on {self.storage!r}"
 
 
 class _StateDict(OrderedDict):
     """collections.OrderedDict, whose BUILD accepts only the `_metadata` that Module.state_dict() attaches."""
 
     def __setstate__(self, state):
-        if not (isinstance(state, dict) and set(state) <= {"_metadata"}):
+        if not (isinstance(state, dict) and all(type(k) is str for k in state) and set(state) <= {"_metadata"}):
             raise _Refused(f"refused BUILD on the state dict with {type(state).__name__} state "
                            f"(a state dict carries only _metadata)")
         # _metadata holds per-module version numbers, which bertnp does not need.
@@ -143,7 +159,7 @@ def _is_empty_dict(x) -> bool:
 def _ordered_dict(*args):
     """Stand-in for collections.OrderedDict: torch pickles it as OrderedDict(), its items added after."""
     if args:
-        raise _Refused(f"refused collections.OrderedDict called with arguments {args!r:.200}")
+        raise _Refused(f"refused collections.OrderedDict called with arguments {files.excerpt(args, 200)}")
     return _StateDict()
 
 
@@ -153,7 +169,7 @@ def _rebuild_tensor_v2(*args):
     if not (len(args) == 6 and isinstance(args[0], _Storage) and _is_index(args[1]) and _is_shape(args[2])
             and _is_shape(args[3]) and len(args[2]) == len(args[3]) and type(args[4]) is bool
             and _is_empty_dict(args[5])):
-        raise _Refused(f"refused torch._utils._rebuild_tensor_v2 called with {args!r:.200}: expected "
+        raise _Refused(f"refused torch._utils._rebuild_tensor_v2 called with {files.excerpt(args, 200)}: expected "
                        f"(storage, offset, size, stride, requires_grad, OrderedDict())")
     storage, offset, shape, stride = args[:4]
     return _Tensor(storage, offset, shape, stride)
@@ -162,7 +178,7 @@ def _rebuild_tensor_v2(*args):
 def _rebuild_parameter(*args):
     """Stand-in for torch._utils._rebuild_parameter(data, requires_grad, backward_hooks): the data itself."""
     if not (len(args) == 3 and isinstance(args[0], _Tensor) and type(args[1]) is bool and _is_empty_dict(args[2])):
-        raise _Refused(f"refused torch._utils._rebuild_parameter called with {args!r:.200}: expected "
+        raise _Refused(f"refused torch._utils._rebuild_parameter called with {files.excerpt(args, 200)}: expected "
                        f"(tensor, requires_grad, OrderedDict())")
     return args[0]
 
@@ -205,49 +221,117 @@ class _StateDictUnpickler(pickle.Unpickler):
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             allowed = ", ".join(sorted({f"{m}.{n}" for m, n in ALLOWED_GLOBALS if m != "torch"}))
-            raise _Refused(f"refused global {module}.{name}: a state dict pickle may name only {allowed} "
-                           f"and torch.<Type>Storage") from None
+            raise _Refused(f"refused global {files.shown(module)}.{files.shown(name)}: a state dict pickle may name "
+                           f"only {allowed} and torch.<Type>Storage") from None
 
     def persistent_load(self, pid):
         if not self.in_archive:
             raise _Refused("refused a persistent id outside a torch.save zip archive")
         if not (type(pid) is tuple and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
                 and type(pid[2]) is str and type(pid[3]) is str and _is_index(pid[4])):
-            raise _Refused(f"refused persistent id {pid!r:.200}: expected "
+            raise _Refused(f"refused persistent id {files.excerpt(pid, 200)}: expected "
                            f"('storage', torch.<Type>Storage, key, location, numel)")
         _, kind, key, _location, numel = pid
         storage = self.storages.setdefault(key, _Storage(kind, key, numel))
         if (storage.kind, storage.numel) != (kind, numel):
-            raise _Refused(f"storage data/{key} is read both as {storage!r} and as {numel} x {kind!r}")
+            raise _Refused(f"storage data/{files.shown(key)} is read both as {storage!r:.200} and as {numel} x {kind!r}")
         return storage
 
 
-def _scan_opcodes(stream):
-    """Refuse opcodes no state dict uses, and memo indices beyond what the pickle so far could have filled."""
-    for opcode, arg, pos in pickletools.genops(stream):
-        if opcode.name in REFUSED_OPCODES:
-            raise _Refused(f"refused pickle opcode {opcode.name} at byte {pos}: torch.save never writes it")
-        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > pos:
-            raise _Refused(f"refused memo index {arg} at byte {pos}: larger than the pickle so far could fill")
+_TUPLE, _OTHER = "tuple", "other"  # what the scan knows of a value: whether it is a tuple
+_PUTS, _GETS = {"PUT", "BINPUT", "LONG_BINPUT"}, {"GET", "BINGET", "LONG_BINGET"}
+
+
+def _scan(data: bytes):
+    """Run the pickle's stack machine on the kinds of values, before the unpickler builds anything. Refuses
+    opcodes no state dict uses, memo indices beyond what the pickle so far could have filled, dict keys
+    that are tuples (hashing a tuple walks all of it, shared sub-tuples included; a state dict's keys are
+    strings), and objects that would take more than MEMORY_PER_PICKLE_BYTE times the pickle's size.
+    A pickle the unpickler could not run either raises pickle.UnpicklingError."""
+    stack, fences, memo = [], [], {}
+    budget, cost = MEMORY_PER_PICKLE_BYTE * len(data) + (1 << 20), 0
+    for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
+        name = opcode.name
+        if name in REFUSED_OPCODES:
+            raise _Refused(f"refused pickle opcode {name} at byte {pos}: torch.save never writes it")
+        fence = fences[-1] if fences else 0
+        if name in _PUTS or name == "MEMOIZE":
+            index = len(memo) if name == "MEMOIZE" else arg
+            if index > pos:
+                raise _Refused(f"refused memo index {index} at byte {pos}: larger than the pickle so far could fill")
+            if len(stack) <= fence:
+                raise pickle.UnpicklingError(f"{name} at byte {pos} on an empty stack")
+            memo[index] = stack[-1]
+            continue
+        if name in _GETS:
+            if arg not in memo:
+                raise pickle.UnpicklingError(f"{name} at byte {pos} reads memo index {arg}, which is empty")
+            stack.append(memo[arg])
+            continue
+        if name == "MARK":
+            fences.append(len(stack))
+            continue
+        before, after = opcode.stack_before, opcode.stack_after
+        items = []
+        if pickletools.markobject in before:  # pop back to the MARK; the target of APPENDS/SETITEMS stays below it
+            if not fences:
+                raise pickle.UnpicklingError(f"{name} at byte {pos} without a MARK")
+            items = stack[fences.pop() :]
+            del stack[len(stack) - len(items) :]
+            kept = before.index(pickletools.markobject)
+            if len(stack) - (fences[-1] if fences else 0) < kept:
+                raise pickle.UnpicklingError(f"{name} at byte {pos} on an empty stack")
+            pushed = len(after) - kept
+        else:
+            if len(stack) - fence < len(before):
+                raise pickle.UnpicklingError(f"{name} at byte {pos} on an empty stack")
+            items = stack[len(stack) - len(before) :]
+            del stack[len(stack) - len(before) :]
+            pushed = len(after)
+        if name in ("SETITEMS", "DICT", "SETITEM"):
+            keys = items[1::2] if name == "SETITEM" else items[0::2]
+            if name != "SETITEM" and len(items) % 2:
+                raise pickle.UnpicklingError(f"{name} at byte {pos} with an odd number of items")
+            if _TUPLE in keys:
+                raise _Refused(f"refused a dict key that is a tuple at byte {pos}: a state dict's keys are strings")
+        if name == "DUP":
+            stack += items * 2
+            continue
+        if name in ("APPEND", "SETITEM", "BUILD"):  # the object stays; it grows
+            stack.append(items[0])
+            cost += 40 * (len(items) - 1)
+        else:
+            stack += [_TUPLE if kind is pickletools.pytuple else _OTHER for kind in after[len(after) - pushed :]]
+            if pushed:
+                cost += 64 + 8 * len(items)
+            if name in ("APPENDS", "SETITEMS"):
+                cost += 40 * len(items)
+        if isinstance(arg, (str, bytes)):
+            cost += len(arg)
+        elif isinstance(arg, int):
+            cost += arg.bit_length() // 8
+        if cost > budget:
+            raise _Refused(f"refused a pickle whose objects would take more than {MEMORY_PER_PICKLE_BYTE} times its "
+                           f"{len(data)} bytes (at byte {pos})")
 
 
 def _unpickle(data: bytes, path: str, in_archive: bool):
     """Restricted unpickling of `data`; every refusal or malformation becomes a WeightsError naming `path`."""
     what = "data.pkl" if in_archive else "the file"
     try:
-        _scan_opcodes(io.BytesIO(data))
+        _scan(data)
         return _StateDictUnpickler(io.BytesIO(data), in_archive).load()
     except _Refused as e:
         raise WeightsError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             OverflowError, MemoryError, RecursionError) as e:
-        raise WeightsError(f"{path}: {what} is not a readable pickle ({e!r:.200})") from None
+        raise WeightsError(f"{path}: {what} is not a readable pickle ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _refuse_non_zip(path: str):
+def _refuse_non_zip(f, path: str):
     """A file that is not a zip: say whether it is the legacy format, a hostile pickle, or neither."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 20)  # the legacy magic-number pickle is 17 bytes; a hostile one is refused by name
+    f.seek(0)
+    head = f.read(1 << 20)  # the legacy magic-number pickle is 17 bytes; a hostile one is refused by name
     if _unpickle(head, path, in_archive=False) == LEGACY_MAGIC:
         raise WeightsError(f"{path}: legacy torch format (torch.save before 1.6, or "
                            f"_use_new_zipfile_serialization=False): re-save with torch>=1.6")
@@ -307,32 +391,59 @@ def _member_bytes(archive: zipfile.ZipFile, raw: np.ndarray, name: str, path: st
 
 
 def _to_array(name: str, tensor: _Tensor, member: np.ndarray | None, member_name: str, byteorder: str,
-              path: str) -> np.ndarray:
-    """One tensor as a read-only strided view of its storage's bytes, after checking it stays inside them."""
+              path: str, swapped: dict) -> np.ndarray:
+    """One tensor as a read-only strided view of its storage's bytes, after checking it stays inside them.
+    Big-endian storages are byte-swapped once each, into `swapped`."""
     storage = tensor.storage
     dtype = np.dtype(byteorder + storage.kind.dtype)
     if member is None:
-        raise WeightsError(f"{path}: tensor '{name}' needs {member_name}, which is missing from the zip")
+        raise WeightsError(f"{path}: tensor '{files.shown(name)}' needs {files.shown(member_name)}, which is missing "
+                           f"from the zip")
     needed = storage.numel * dtype.itemsize
     if member.size < needed:
-        raise WeightsError(f"{path}: tensor '{name}' needs {needed} bytes ({storage.numel} x {storage.kind!r}) "
-                           f"but {member_name} holds {member.size}")
-    count = math.prod(tensor.shape)
+        raise WeightsError(f"{path}: tensor '{files.shown(name)}' needs {needed} bytes ({storage.numel} x "
+                           f"{storage.kind!r}) but {files.shown(member_name)} holds {member.size}")
+    if len(tensor.shape) > files.MAX_DIMS:
+        raise WeightsError(f"{path}: tensor '{files.shown(name)}' has {len(tensor.shape)} dimensions; bertnp reads "
+                           f"at most {files.MAX_DIMS}")
+    count = _count(tensor)
     if count == 0:
         try:
-            return _read_only(np.zeros(tensor.shape, dtype))
+            return _read_only(np.zeros(tensor.shape, dtype.newbyteorder("<")))
         except ValueError:  # NumPy refuses empty shapes whose other dimensions overflow its index type
-            raise WeightsError(f"{path}: tensor '{name}' has an impossible shape {list(tensor.shape)}") from None
+            raise WeightsError(f"{path}: tensor '{files.shown(name)}' has an impossible shape "
+                               f"{files.excerpt(list(tensor.shape))}") from None
     # A size-1 dimension is never stepped over, whatever its stride says.
     stride = tuple(s if n > 1 else 0 for n, s in zip(tensor.shape, tensor.stride))
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, stride))
     if last >= storage.numel or count > storage.numel:
-        raise WeightsError(f"{path}: tensor '{name}' (shape {list(tensor.shape)}, stride {list(tensor.stride)}, "
-                           f"offset {tensor.offset}) reaches outside its {storage.numel}-element storage, or "
+        raise WeightsError(f"{path}: tensor '{files.shown(name)}' (shape {files.excerpt(list(tensor.shape))}, stride "
+                           f"{files.excerpt(list(tensor.stride))}, offset {tensor.offset}) reaches outside its "
+                           f"{storage.numel}-element storage, or "
                            f"repeats its elements (expanded tensors are refused)")
     flat = member[:needed].view(dtype)
+    if byteorder == ">":  # once per storage, however many tensors view it
+        key = (member_name, dtype.str)
+        if key not in swapped:
+            swapped[key] = _read_only(flat.astype(dtype.newbyteorder("<")))
+        flat = swapped[key]
     return np.lib.stride_tricks.as_strided(flat[tensor.offset :], tensor.shape,
-                                           tuple(s * dtype.itemsize for s in stride), writeable=False)
+                                           tuple(s * flat.itemsize for s in stride), writeable=False)
+
+
+def _count(tensor: _Tensor) -> int:
+    return math.prod(tensor.shape)
+
+
+def _check_views(items, path: str, size: int):
+    """All tensors together may view at most VIEWS_PER_FILE_BYTE times the file's bytes, checked before any
+    array is made: each conversion (byte order, bfloat16, the compute dtype) then costs at most that."""
+    total = 0
+    for name, tensor in items:
+        total += min(_count(tensor), tensor.storage.numel) * np.dtype(tensor.storage.kind.dtype).itemsize
+        if total > VIEWS_PER_FILE_BYTE * size + (1 << 20):
+            raise WeightsError(f"{path}: its tensors view more than {VIEWS_PER_FILE_BYTE} times the file's {size} "
+                               f"bytes (at tensor '{files.shown(name)}'): one storage shared by too many tensors")
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -340,15 +451,15 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _state_dict_items(obj, path: str):
-    """The unpickled object must be a dict of tensor name -> tensor."""
+def _state_dict_items(obj, path: str) -> list:
+    """The unpickled object must be a dict of tensor name -> tensor; its (name, tensor) pairs."""
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: data.pkl holds a {type(obj).__name__}, expected a state dict")
     for name, value in obj.items():
         if type(name) is not str or not isinstance(value, _Tensor):
-            raise WeightsError(f"{path}: state dict entry {name!r:.100} is a {type(value).__name__}, expected a "
+            raise WeightsError(f"{path}: state dict entry {files.excerpt(name)} is a {type(value).__name__}, expected a "
                                f"tensor (a checkpoint of a whole training state? save model.state_dict())")
-    return obj.items()
+    return list(obj.items())
 
 
 def read_torch_tensors(path) -> dict[str, tuple[str, np.ndarray]]:
@@ -356,33 +467,35 @@ def read_torch_tensors(path) -> dict[str, tuple[str, np.ndarray]]:
     bits). bfloat16 ("BF16") comes back as its raw uint16 bits, so that it can be written back bit-exactly."""
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            is_zip = f.read(4) == b"PK\x03\x04"
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read ({e})") from None
-    if not is_zip:
-        _refuse_non_zip(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            _check_members(archive, path, size)
-            top = _top_folder(archive, path)
-            byteorder = _byteorder(archive, top, path)
-            state = _unpickle(archive.read(f"{top}/data.pkl"), path, in_archive=True)
-            raw = np.memmap(path, dtype=np.uint8, mode="r")
-            tensors = {}
-            for name, tensor in _state_dict_items(state, path):
-                member_name = f"{top}/data/{tensor.storage.key}"
-                member = _member_bytes(archive, raw, member_name, path)
-                array = _to_array(name, tensor, member, member_name, byteorder, path)
-                if byteorder == ">":
-                    array = _read_only(array.astype(array.dtype.newbyteorder("<")))
-                tensors[name] = (tensor.storage.kind.code, array)
-            return tensors
+        with files.open_regular(path, WeightsError) as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(4) != b"PK\x03\x04":
+                _refuse_non_zip(f, path)
+            with zipfile.ZipFile(f) as archive:
+                _check_members(archive, path, size)
+                top = _top_folder(archive, path)
+                byteorder = _byteorder(archive, top, path)
+                pickled = archive.getinfo(f"{top}/data.pkl")
+                if pickled.file_size > MAX_PICKLE_BYTES:
+                    raise WeightsError(f"{path}: data.pkl has {pickled.file_size} bytes, more than the "
+                                       f"{MAX_PICKLE_BYTES >> 20} MiB bertnp reads")
+                state = _unpickle(archive.read(pickled), path, in_archive=True)
+                items = _state_dict_items(state, path)
+                _check_views(items, path, size)
+                raw = files.map_open(f, path, WeightsError)
+                tensors, swapped = {}, {}
+                for name, tensor in items:
+                    member_name = f"{top}/data/{tensor.storage.key}"
+                    member = _member_bytes(archive, raw, member_name, path)
+                    array = _to_array(name, tensor, member, member_name, byteorder, path, swapped)
+                    tensors[name] = (tensor.storage.kind.code, array)
+                return tensors
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
     except WeightsError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, struct.error) as e:
-        raise WeightsError(f"{path}: not a readable zip archive, truncated or corrupt? ({e})") from None
+        raise WeightsError(f"{path}: not a readable zip archive, truncated or corrupt? ({str(e)[:200]})") from None
 
 
 def read_torch_checkpoint(path) -> dict[str, np.ndarray]:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import files
 from .config import BertConfig
 from .errors import WeightsError
 from .torch_checkpoint import read_torch_checkpoint
 
 # safetensors dtype codes we read, as NumPy dtypes (bfloat16 is stored as raw uint16, widened below).
 STORED_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+MAX_HEADER_BYTES = files.LIMITS["safetensors header"]  # the safetensors library allows 100 MB
+MAX_EXTENT = 2**62  # a tensor's bytes, even when a zero dimension makes it empty (NumPy indexes with int64)
 
 # Tensors of heads bertnp does not run (cls.seq_relationship: next-sentence prediction), of heads the
 # checkpoint's architecture does not use, and buffers. Tensors of the head in use are in expected_shapes.
@@ -130,63 +132,89 @@ def checkpoint_files(folder: str) -> list[str]:
             return [os.path.join(folder, single)]
         if os.path.exists(index):
             try:
-                with open(index, encoding="utf-8") as f:
-                    weight_map = json.load(f)["weight_map"]
-                shards = sorted(set(weight_map.values()))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-                raise WeightsError(f"{index}: not a checkpoint index with a 'weight_map' ({e!r})") from None
-            if not all(isinstance(shard, str) and os.path.basename(shard) == shard for shard in shards):
-                raise WeightsError(f"{index}: weight_map must name files inside the checkpoint folder")
-            return [os.path.join(folder, shard) for shard in shards]
+                weight_map = files.read_json(index, "checkpoint index", WeightsError).get("weight_map")
+            except FileNotFoundError:
+                raise WeightsError(f"{index}: no such file") from None
+            if not isinstance(weight_map, dict):
+                raise WeightsError(f"{index}: not a checkpoint index: 'weight_map' must be an object, got "
+                                   f"{files.json_type(weight_map)}")
+            bad = next((shard for shard in weight_map.values() if not (isinstance(shard, str) and shard
+                        and os.path.basename(shard) == shard and shard not in (".", ".."))), None)
+            if bad is not None:
+                raise WeightsError(f"{index}: weight_map must name files inside the checkpoint folder, got "
+                                   f"{files.excerpt(bad)}")
+            return [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
     raise WeightsError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
-def read_safetensors(path: str) -> dict[str, np.ndarray]:
-    """Every tensor of one safetensors file as a read-only view into a memory map of it (no copy)."""
+def read_safetensors(path) -> dict[str, np.ndarray]:
+    """Every tensor of one safetensors file as a read-only view into a memory map of it (no copy).
+
+    Every entry of the header is checked (types, dimensions, extents, overlaps) before any view is made;
+    float16 and bfloat16 are then widened, so memory stays within the file's size plus twice its data."""
+    path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with files.open_regular(path, WeightsError) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise WeightsError(f"{path}: {size} bytes is too short for a safetensors file")
             (header_len,) = struct.unpack("<Q", head)
-            if header_len > min(size - 8, MAX_HEADER_BYTES):
+            if header_len > size - 8:
                 raise WeightsError(f"{path}: header claims {header_len} bytes but the file has {size}")
-            header = json.loads(f.read(header_len), object_pairs_hook=_refuse_duplicates)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise WeightsError(f"{path}: unreadable safetensors header ({type(e).__name__}: {e})") from None
-    if not isinstance(header, dict):
-        raise WeightsError(f"{path}: safetensors header is not a JSON object")
-    header.pop("__metadata__", None)
-    data_start = 8 + header_len
-    data_len = size - data_start
-    raw = np.memmap(path, dtype=np.uint8, mode="r") if data_len > 0 else np.zeros(0, np.uint8)
-    tensors, extents = {}, []
-    for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            if not isinstance(dtype, str) or not isinstance(shape, list) or not all(_is_int(v) for v in (*shape, begin, end)):
-                raise TypeError("dtype must be a string, shape and data_offsets lists of integers")
-            shape = tuple(shape)
-        except (TypeError, KeyError, ValueError) as e:
-            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {str(info)[:200]} ({e})") from None
-        if dtype not in STORED_DTYPES:
-            raise WeightsError(f"{path}: tensor '{name}' has dtype {dtype}; bertnp reads {', '.join(STORED_DTYPES)}")
-        itemsize = np.dtype(STORED_DTYPES[dtype]).itemsize
-        count = int(np.prod(shape, dtype=object)) if shape else 1
-        if any(s < 0 for s in shape) or not (0 <= begin <= end <= data_len) or end - begin != count * itemsize:
-            raise WeightsError(
-                f"{path}: tensor '{name}' ({dtype}{list(shape)}) claims bytes {begin}..{end} "
-                f"but needs {count * itemsize} bytes inside a data section of {data_len}"
-            )
-        extents.append((begin, end, name))
+            if header_len > MAX_HEADER_BYTES:
+                raise WeightsError(f"{path}: header of {header_len} bytes, more than the {MAX_HEADER_BYTES >> 20} "
+                                   f"MiB bertnp reads")
+            header = files.parse_json(f.read(header_len), path, WeightsError, expect=None, pairs_hook=_refuse_duplicates,
+                                      what="unreadable safetensors header, not valid JSON")
+            if not isinstance(header, dict):
+                raise WeightsError(f"{path}: safetensors header is not a JSON object")
+            header.pop("__metadata__", None)
+            data_start = 8 + header_len
+            data_len = size - data_start
+            entries = [_header_entry(path, name, info, data_len) for name, info in header.items()]
+            extents = sorted((begin, end, name) for name, _, _, (begin, end) in entries)
+            for (_, end, first), (begin, _, second) in zip(extents, extents[1:]):
+                if begin < end:  # as the safetensors library, refuse tensors that share bytes
+                    raise WeightsError(f"{path}: tensors '{files.shown(first)}' and '{files.shown(second)}' "
+                                       f"overlap in the data section")
+            raw = files.map_open(f, path, WeightsError)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except OSError as e:
+        raise WeightsError(f"{path}: unreadable ({e.strerror or e})") from None
+    tensors = {}
+    for name, dtype, shape, (begin, end) in entries:
         array = raw[data_start + begin : data_start + end].view(STORED_DTYPES[dtype]).reshape(shape)
-        tensors[name] = array
-    extents.sort()
-    for (_, end, first), (begin, _, second) in zip(extents, extents[1:]):
-        if begin < end:  # as the safetensors library, refuse tensors that share bytes
-            raise WeightsError(f"{path}: tensors '{first}' and '{second}' overlap in the data section")
-    return {name: _widen(a) if a.dtype in (np.float16, np.uint16) else a for name, a in tensors.items()}
+        tensors[name] = _widen(array) if array.dtype in (np.float16, np.uint16) else array
+    return tensors
+
+
+def _header_entry(path: str, name: str, info, data_len: int):
+    """(name, dtype code, shape, (begin, end)) of one header entry, after checking every field."""
+    where = f"{path}: tensor '{files.shown(name)}'"
+    if not (isinstance(info, dict) and isinstance(info.get("shape"), list) and isinstance(info.get("data_offsets"), list)
+            and len(info["data_offsets"]) == 2):
+        raise WeightsError(f"{where} has a malformed header entry {files.excerpt(info)}: expected "
+                           f"{{dtype, shape, data_offsets: [begin, end]}}")
+    dtype, shape, (begin, end) = info.get("dtype"), info["shape"], info["data_offsets"]
+    if not (isinstance(dtype, str) and dtype in STORED_DTYPES):
+        raise WeightsError(f"{where} has dtype {files.shown(dtype, 20)}; bertnp reads {', '.join(STORED_DTYPES)}")
+    if len(shape) > files.MAX_DIMS or not all(files.integer(n, 0, MAX_EXTENT) is not None for n in shape):
+        raise WeightsError(f"{where} has shape {files.excerpt(shape)}: expected at most {files.MAX_DIMS} integers "
+                           f"from 0 to 2**62")
+    itemsize = np.dtype(STORED_DTYPES[dtype]).itemsize
+    extent = itemsize  # the bytes of its nonzero dimensions: NumPy refuses shapes whose product overflows
+    for n in shape:
+        extent *= max(n, 1)
+        if extent > MAX_EXTENT:
+            raise WeightsError(f"{where} has shape {files.excerpt(shape)}, too large for NumPy")
+    needed = 0 if 0 in shape else extent
+    if not (files.integer(begin, 0, data_len) is not None and files.integer(end, begin, data_len) is not None
+            and end - begin == needed):
+        raise WeightsError(f"{where} ({dtype}{shape}) claims bytes {files.excerpt(begin)}..{files.excerpt(end)} but "
+                           f"needs {needed} bytes inside a data section of {data_len}")
+    return name, dtype, tuple(shape), (begin, end)
 
 
 def release_pages(array: np.ndarray) -> None:
@@ -205,16 +233,13 @@ def release_pages(array: np.ndarray) -> None:
         root.base.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _refuse_duplicates(pairs):
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        duplicate = next(n for n in names if names.count(n) > 1)
-        raise json.JSONDecodeError(f"duplicate name {duplicate!r}", "", 0)
-    return dict(pairs)
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        duplicate = next(n for n, _ in pairs if n in seen or seen.add(n))
+        raise json.JSONDecodeError(f"duplicate name {files.excerpt(duplicate)}", "", 0)
+    return result
 
 
 def _widen(array: np.ndarray) -> np.ndarray:
@@ -226,28 +251,17 @@ def _widen(array: np.ndarray) -> np.ndarray:
 
 def load_weights(folder: str, config: BertConfig, dtype) -> BertWeights:
     """Read a checkpoint folder into BertWeights of `dtype`, checking every name and shape against config."""
-    tied = _tie_word_embeddings(os.path.join(folder, "config.json"))
     tensors, origin = {}, {}
     for path in checkpoint_files(folder):
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise WeightsError(f"{path}: listed in the index but missing")
         reader = read_torch_checkpoint if path.endswith(".bin") else read_safetensors
         for name, array in reader(path).items():
             key = _canonical(name)
             if key in tensors:
-                raise WeightsError(f"{path}: tensor '{name}' also appears in {origin[key]}")
+                raise WeightsError(f"{path}: tensor '{files.shown(name)}' also appears in {origin[key]}")
             tensors[key], origin[key] = array, path
-    return build_tree(tensors, config, dtype, source=folder, tie_word_embeddings=tied)
-
-
-def _tie_word_embeddings(config_json: str) -> bool:
-    """config.json's tie_word_embeddings (default true): the masked-LM decoder is the word embeddings."""
-    try:
-        with open(config_json, encoding="utf-8") as f:
-            value = json.load(f).get("tie_word_embeddings", True)
-    except (OSError, ValueError, AttributeError):
-        return True  # BertConfig.from_file has read this file already and reports its problems
-    return value is not False
+    return build_tree(tensors, config, dtype, source=folder, tie_word_embeddings=config.tie_word_embeddings)
 
 
 def _canonical(name: str) -> str:
@@ -348,6 +362,7 @@ def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source
     if head == MASKED_LM and tie_word_embeddings and "cls.predictions.bias" not in tensors and \
             "cls.predictions.decoder.bias" in tensors:  # older checkpoints: only the decoder's copy of the bias
         tensors = {**tensors, "cls.predictions.bias": tensors["cls.predictions.decoder.bias"]}
+    _check_layer_count(tensors, config, source)
     shapes = expected_shapes(config, has_pooler, has_classifier, head, tie_word_embeddings)
     missing = [n for n in shapes if n not in tensors]
     if missing:
@@ -356,7 +371,7 @@ def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source
     unexpected = [n for n in tensors if n not in shapes and not n.startswith(IGNORED_PREFIXES)]
     if unexpected:
         raise WeightsError(
-            f"{source}: unexpected tensor(s) {', '.join(unexpected[:5])} for a BERT with "
+            f"{source}: unexpected tensor(s) {', '.join(files.shown(n) for n in unexpected[:5])} for a BERT with "
             f"{config.num_hidden_layers} layers and position_embedding_type={config.position_embedding_type!r}"
         )
     for name, shape in shapes.items():
@@ -409,6 +424,17 @@ def build_tree(tensors: dict[str, np.ndarray], config: BertConfig, dtype, source
         masked_lm=masked_lm_head(get, norm, word, tie_word_embeddings) if head == MASKED_LM else None,
         architecture=head,
     )
+
+
+def _check_layer_count(tensors: dict, config: BertConfig, source: str):
+    """Before the table of names is built for num_hidden_layers layers (16 names each): a checkpoint that
+    lacks a layer config.json asks for is refused naming it, however large num_hidden_layers is."""
+    if config.num_hidden_layers * 16 <= len(tensors):
+        return
+    first = next(i for i in range(len(tensors) + 1) if f"encoder.layer.{i}.attention.self.query.weight" not in tensors)
+    raise WeightsError(f"{source}: missing tensor(s) encoder.layer.{first}.attention.self.query.weight: config.json "
+                       f"asks for num_hidden_layers={config.num_hidden_layers}, and the checkpoint holds "
+                       f"{len(tensors)} tensors")
 
 
 def masked_lm_head(get, norm, word, tie_word_embeddings: bool) -> MaskedLMHead:

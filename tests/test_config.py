@@ -33,6 +33,19 @@ def test_labels_in_index_order():
     ("layer_norm_eps", -1, "layer_norm_eps"),
     ("id2label", {"0": "a", "2": "b"}, "id2label"),
     ("num_labels", 0, "num_labels"),
+    ("num_labels", 10**9, "num_labels' must be an integer from 1 to 65536"),
+    ("hidden_size", 2**40, "hidden_size' must be an integer from 1 to 2147483647"),
+    ("hidden_size", 32.0, "hidden_size"),
+    ("layer_norm_eps", float("inf"), "layer_norm_eps' must be a positive finite number"),
+    ("layer_norm_eps", float("nan"), "layer_norm_eps"),
+    ("layer_norm_eps", 10**400, "layer_norm_eps"),
+    ("architectures", [["BertModel"]], "architectures' must be a list of class names"),
+    ("architectures", "BertModel", "architectures"),
+    ("hidden_act", ["gelu"], "hidden_act"),
+    ("tie_word_embeddings", "no", "tie_word_embeddings' must be true or false"),
+    ("id2label", {"0": ["a"]}, "label 0 must be a string"),
+    ("id2label", {"1" * 5000: "a"}, "id2label' ids must be 0..n-1"),
+    ("label2id", {"a": [0]}, "label2id' maps 'a' to \\[0\\]"),
 ])
 def test_refuses_by_field_name(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -58,3 +71,22 @@ def test_file_errors_name_the_file(tmp_path):
         BertConfig.from_file(bad)
     with pytest.raises(ConfigError, match="no config.json"):
         BertConfig.from_file(tmp_path / "missing" / "config.json")
+
+
+def test_label2id_ids_are_integers_and_tie_word_embeddings_is_read():
+    c = BertConfig.from_dict({**BASE, "label2id": {"a": "0", "b": 1}, "tie_word_embeddings": False})
+    assert c.label2id == {"a": 0, "b": 1} and c.tie_word_embeddings is False
+    assert BertConfig.from_dict(BASE).tie_word_embeddings is True
+
+
+def test_numbers_past_the_limits_are_refused_while_parsing(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps(BASE)[:-1] + ', "layer_norm_eps": 1' + "0" * 400 + "}")
+    with pytest.raises(ConfigError, match="config.json: not valid JSON \\(an integer of 401 digits"):
+        BertConfig.from_file(bad)
+
+
+def test_messages_quote_an_excerpt(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        BertConfig.from_dict({**BASE, "hidden_act": "x" * 1_000_000})
+    assert len(str(e.value)) < 300

@@ -283,6 +283,38 @@ def test_big_endian_storages_are_byte_swapped(tmp_path):
     np.testing.assert_array_equal(array, WEIGHT.reshape(3, 2).T)
 
 
+def test_a_big_endian_storage_is_swapped_once_for_all_its_views(tmp_path):
+    views = {"whole": tensor(storage()), "transposed": tensor(storage(), shape=(3, 2), stride=(1, 3)),
+             "tail": tensor(storage(), offset=3, shape=(3,), stride=(1,))}
+    path = torch_zip(tmp_path / "model.bin", program(state_dict(**views)), {"0": WEIGHT.astype(">f4").tobytes()},
+                     byteorder=b"big")
+    arrays = read_torch_checkpoint(path)
+    np.testing.assert_array_equal(arrays["whole"], WEIGHT.reshape(2, 3))
+    np.testing.assert_array_equal(arrays["transposed"], WEIGHT.reshape(2, 3).T)
+    np.testing.assert_array_equal(arrays["tail"], WEIGHT[3:])
+    assert np.shares_memory(arrays["whole"], arrays["tail"]) and arrays["tail"].dtype == np.dtype("<f4")
+
+
+def test_one_storage_under_many_names_is_refused_before_any_copy(tmp_path):
+    numel = 1 << 16  # 256 KiB of float32, named 100 times: 25 MiB of views in a file of 257 KiB
+    names = {f"t{i}": tensor(storage(numel=numel), shape=(numel,), stride=(1,)) for i in range(100)}
+    path = torch_zip(tmp_path / "model.bin", program(state_dict(**names)), {"0": bytes(4 * numel)}, byteorder=b"big")
+    with pytest.raises(WeightsError, match="model.bin: its tensors view more than 2 times the file's"):
+        read_torch_checkpoint(path)
+
+
+def test_shared_tuples_are_refused_as_keys_and_quoted_as_excerpts(tmp_path):
+    shared = b")q\x000" + b"".join(b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1]) + b"0"
+                                      for i in range(40))
+    key = program(b"}(" + shared + b"h" + bytes([40]) + b"Nu")
+    with pytest.raises(WeightsError, match="refused a dict key that is a tuple"):
+        read_torch_checkpoint(torch_zip(tmp_path / "key.bin", key))
+    entry = program(b"}(" + value("w") + shared + b"h" + bytes([40]) + b"u")
+    with pytest.raises(WeightsError, match="state dict entry 'w' is a tuple") as e:
+        read_torch_checkpoint(torch_zip(tmp_path / "value.bin", entry))
+    assert len(str(e.value)) < 400
+
+
 class Payload:
     """An object whose unpickling calls func(*args): what a hostile checkpoint hides in its pickle."""
 

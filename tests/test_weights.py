@@ -140,6 +140,32 @@ def test_corrupt_headers(tmp_path, content, message):
         bertnp.load(folder)
     assert "model.safetensors" in str(e.value)
 
+def header(entries: dict, data: bytes = b"") -> bytes:
+    return header_bytes(json.dumps(entries).encode(), data)
+
+
+def header_bytes(raw: bytes, data: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+@pytest.mark.parametrize("content,message", [
+    (header({"x": {"dtype": "F32", "shape": [0, 2**64], "data_offsets": [0, 0]}}), r"has shape \[0, 18446744073709551616\]"),
+    (header({"x": {"dtype": "F64", "shape": [0, 2**61, 2**61], "data_offsets": [0, 0]}}), "too large for NumPy"),
+    (header({"x": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}}, bytes(4)), "at most 32 integers"),
+    (header({"x": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, bytes(8)), "has dtype \\['F32'\\]"),
+    (header({"x": {"dtype": "F32", "shape": [2], "data_offsets": "0..8"}}, bytes(8)), "malformed header entry"),
+    (header({"x": {"dtype": "F32", "shape": [2], "data_offsets": [10**30, 10**30 + 8]}}, bytes(8)), "claims bytes"),
+    (header_bytes(b'{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, ' + b"9" * 45 + b"]}}"),
+     "an integer of 45 digits"),
+])
+def test_header_numbers_are_range_checked(tmp_path, content, message):
+    folder = tiny_copy(tmp_path)
+    (folder / "model.safetensors").write_bytes(content)
+    with pytest.raises(bertnp.WeightsError, match=message) as e:
+        bertnp.load(folder)
+    assert "model.safetensors" in str(e.value) and len(str(e.value)) < 400
+
+
 
 def test_offsets_past_the_end(tmp_path):
     folder = tiny_copy(tmp_path)
