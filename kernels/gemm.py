@@ -29,7 +29,7 @@ _executor_threads = 0
 
 
 SPLIT_ROWS = 64  # from this many rows, blocks of rows; below, blocks of panels (each thread streams its own weights)
-MIN_SPLIT_WORK = 2_000_000  # multiply-adds below which one thread does it all (a helper takes ~20 us to wake)
+MIN_SPLIT_WORK = 16_000_000  # multiply-adds below which one thread does it all (a helper takes ~20 us to wake)
 
 
 def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
