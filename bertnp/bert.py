@@ -52,7 +52,7 @@ class Bert:
     @property
     def max_length(self) -> int:
         """Default truncation: the smaller of the position table and the tokenizer's model_max_length."""
-        limits = [self.config.max_position_embeddings]
+        limits = [self.config.max_tokens]
         if self.tokenizer is not None and self.tokenizer.model_max_length:
             limits.append(self.tokenizer.model_max_length)
         return min(limits)
@@ -66,13 +66,14 @@ class Bert:
     def _max_length(self, max_length, name: str = "max_length") -> int:
         """The one rule for a truncation length a user gives (Bert, Embedder, Classifier, the pipelines,
         the CLI): None is the model's max_length; anything else must be an integer from 2 ([CLS] and
-        [SEP]) to max_position_embeddings, or InputError. Nothing is clamped silently."""
+        [SEP]) to max_position_embeddings (RoBERTa: less pad_token_id + 1), or InputError. Nothing is
+        clamped silently."""
         if max_length is None:
             return self.max_length
         if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or \
-                not 2 <= max_length <= self.config.max_position_embeddings:
+                not 2 <= max_length <= self.config.max_tokens:
             raise InputError(f"{name}={max_length!r}: expected an integer from 2 to "
-                             f"max_position_embeddings={self.config.max_position_embeddings}")
+                             f"{self.config.max_tokens_name}={self.config.max_tokens}")
         return int(max_length)
 
     def embed(self, texts, pooling: str = "mean", normalize: bool = False, batch_size: int = 32,
@@ -176,7 +177,7 @@ class Bert:
                 n = int(real[-1]) + 1 if real.size else T
                 outputs.append(self._forward(input_ids[b : b + 1, :n], attention_mask[b : b + 1, :n],
                                              token_type_ids[b : b + 1, :n], *options))
-        return _stack_rows(outputs, T)
+        return _stack_rows(outputs, T, per_token_logits=self.architecture in heads.TOKEN_HEADS)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate ids, mask and token types as [B, T] integer arrays within the model's tables."""
@@ -185,18 +186,20 @@ class Bert:
         B, T = input_ids.shape
         attention_mask = np.ones((B, T), np.int64) if attention_mask is None else _ids("attention_mask", attention_mask, (B, T))
         token_type_ids = np.zeros((B, T), np.int64) if token_type_ids is None else _ids("token_type_ids", token_type_ids, (B, T))
-        if T > cfg.max_position_embeddings:
-            raise InputError(f"input_ids has {T} tokens per sequence, more than max_position_embeddings="
-                             f"{cfg.max_position_embeddings}; tokenize with max_length to truncate")
+        if T > cfg.max_tokens:
+            raise InputError(f"input_ids has {T} tokens per sequence, more than {cfg.max_tokens_name}="
+                             f"{cfg.max_tokens}; tokenize with max_length to truncate")
         _within("input_ids", input_ids, cfg.vocab_size, "vocab_size")
-        _within("token_type_ids", token_type_ids, cfg.type_vocab_size, "type_vocab_size")
+        if cfg.type_vocab_size == 0:  # DistilBERT has no token types: it ignores them, as its tokenizer gives none
+            token_type_ids = np.zeros((B, T), np.int64)
+        _within("token_type_ids", token_type_ids, max(cfg.type_vocab_size, 1), "type_vocab_size")
         _within("attention_mask", attention_mask, 2, "2 (a mask holds 0 and 1)")
         return input_ids, attention_mask, token_type_ids
 
 
-def _stack_rows(outputs: list, T: int) -> model.BertOutput:
+def _stack_rows(outputs: list, T: int, per_token_logits: bool = False) -> model.BertOutput:
     """One-row BertOutputs (or heads.QuestionAnsweringOutput) of different lengths -> one, padded to T
-    tokens with zeros."""
+    tokens with zeros. per_token_logits: logits come from a token-level head ([1, n, ...])."""
 
     def stack(arrays, token_axes):
         shape = list(arrays[0].shape)
@@ -221,8 +224,8 @@ def _stack_rows(outputs: list, T: int) -> model.BertOutput:
         **per_token,
         last_hidden_state=stack([o.last_hidden_state for o in outputs], (1,)),
         pooler_output=None if first.pooler_output is None else stack([o.pooler_output for o in outputs], ()),
-        logits=None if first.logits is None else  # [1, C], or [1, n, C] / [1, n, V] from a token-level head
-        stack([o.logits for o in outputs], (1,) if first.logits.ndim == 3 else ()),
+        logits=None if first.logits is None else  # [1, C], or [1, n, C] / [1, n, V] / [1, n] from a token-level head
+        stack([o.logits for o in outputs], (1,) if per_token_logits else ()),
         hidden_states=None if first.hidden_states is None else tuple(
             stack([o.hidden_states[i] for o in outputs], (1,)) for i in range(len(first.hidden_states))),
         attentions=None if first.attentions is None else tuple(
@@ -275,7 +278,7 @@ def load(path, dtype="float32", backend: str | None = None, numerics: model.Nume
     config = BertConfig.from_file(os.path.join(folder, "config.json"))
     weights = load_weights(folder, config, DTYPES[name])  # recognises the architecture (weights.architecture)
     try:
-        tokenizer, error = Tokenizer.from_folder(folder), None
+        tokenizer, error = Tokenizer.from_folder(folder, config.model_type), None
     except TokenizerError as e:
         tokenizer, error = None, str(e)
     return Bert(config, weights, tokenizer, error, backend=backend, folder=folder, numerics=numerics,

@@ -594,6 +594,7 @@ def run_info(args):
 def inspect_model(name) -> dict:
     """What a folder holds and whether config, weights and tokenizer agree."""
     from .bert import load
+    from .weights import FAMILY_NAMES
 
     model = load(name, backend="numpy")
     cfg, folder = model.config, model.folder
@@ -602,18 +603,27 @@ def inspect_model(name) -> dict:
         "folder": folder,
         "files": ", ".join(sorted(os.listdir(folder))),
         "architecture": model.architecture,
+        "model class": model.weights.model_class,
+        "family": f"{FAMILY_NAMES[cfg.family]} (model_type {cfg.model_type})",
         "layers": cfg.num_hidden_layers,
         "hidden size": cfg.hidden_size,
         "heads": cfg.num_attention_heads,
         "intermediate size": cfg.intermediate_size,
         "activation": cfg.hidden_act,
-        "position embeddings": f"{cfg.position_embedding_type}, {cfg.max_position_embeddings} positions",
+        "position embeddings": f"{cfg.position_embedding_type}, {cfg.max_position_embeddings} positions" + (
+            f", counted from pad_token_id + 1 = {cfg.pad_token_id + 1}" if cfg.family == "roberta" else ""),
+        "token types": cfg.type_vocab_size or "none",
         "vocabulary": cfg.vocab_size,
         "pooler": "yes" if model.weights.pooler is not None else "no (pooler_output is None)",
         "labels": model.labels,
         "tokenizer": model.tokenizer.source if model.tokenizer else model._tokenizer_error,
         "max length": model.max_length,
     }
+    if cfg.embedding_size is not None:
+        report["embedding size"] = cfg.embedding_size
+    if cfg.family == "albert":
+        report["layer groups"] = (f"{cfg.num_hidden_groups} of {cfg.inner_group_num} layer(s), shared by "
+                                  f"{cfg.num_hidden_layers} layers")
     head = model.weights.labels_head  # a sequence or token classifier
     if head is not None and len(cfg.id2label) != head.weight.shape[0]:
         problems.append(f"id2label has {len(cfg.id2label)} labels, classifier has {head.weight.shape[0]} rows")
@@ -630,9 +640,9 @@ def inspect_model(name) -> dict:
             problems.append(f"the tokenizer lower-cases, but {cased_tokens} vocabulary tokens are capitalised (a cased model?)")
         if lowercase is False and cased_tokens == 0:
             problems.append("the tokenizer keeps case, but the vocabulary has no capitalised token (an uncased model?)")
-        if model.tokenizer.model_max_length and model.tokenizer.model_max_length > cfg.max_position_embeddings:
+        if model.tokenizer.model_max_length and model.tokenizer.model_max_length > cfg.max_tokens:
             problems.append(f"tokenizer model_max_length {model.tokenizer.model_max_length} exceeds "
-                            f"max_position_embeddings {cfg.max_position_embeddings}")
+                            f"{cfg.max_tokens_name} {cfg.max_tokens}")
     report["problems"] = problems
     return report
 
@@ -656,7 +666,7 @@ def run_parity(args):
             texts = [tuple(line.rstrip("\n").split("\t", 1)) if "\t" in line else line.rstrip("\n") for line in f]
     model = load(args.model, dtype=args.dtype, backend=args.backend)
     enc = model.tokenize(texts, max_length=min(128, model.max_length))
-    layers = model.config.num_hidden_layers
+    layers = len(model.weights.layers)  # layers run: ALBERT runs its shared ones several times
     if args.against.startswith("onnx:") and "token_type_ids" not in parity.onnx_input_names(args.against[5:]):
         enc["token_type_ids"][:] = 0  # the graph takes none: both engines then see token type 0 everywhere
         print("note: the ONNX graph has no token_type_ids input; comparing with token type 0 everywhere",

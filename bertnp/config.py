@@ -1,9 +1,13 @@
 """BertConfig: the fields of a Hugging Face BERT config.json that change the arithmetic.
 
-Mirrors transformers' `BertConfig` (configuration_bert.py) for the encoder-only models bertnp runs.
-Everything bertnp cannot run (a decoder, cross-attention, an unknown activation) is refused here, at
-load time, by field name. Every field is type- and range-checked here too, before anything is sized by
-it (bertnp.files has the loading contract).
+Mirrors transformers' `BertConfig` (configuration_bert.py) for the encoder-only models bertnp runs, and
+its relatives' configs, read into the same fields: DistilBertConfig (under its own names: dim, n_layers,
+...), RobertaConfig (also XLM-RoBERTa's and CamemBERT's), ElectraConfig and AlbertConfig (which add
+embedding_size, and ALBERT's layer groups). `model_type` says which (absent: BERT); FAMILIES maps it to
+the family bertnp runs it as, and bertnp.weights holds each family's tensor names.
+Everything bertnp cannot run (a decoder, cross-attention, an unknown activation or model_type) is refused
+here, at load time, by field name. Every field is type- and range-checked here too, before anything is
+sized by it (bertnp.files has the loading contract).
 """
 
 from __future__ import annotations
@@ -18,6 +22,22 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "si
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+# config.json's model_type -> the family bertnp runs it as. XLM-RoBERTa and CamemBERT are RoBERTa with other
+# vocabularies.
+FAMILIES = {"bert": "bert", "distilbert": "distilbert", "roberta": "roberta", "xlm-roberta": "roberta",
+            "camembert": "roberta", "electra": "electra", "albert": "albert"}
+# The defaults of each family's transformers config class where they differ from BertConfig's, for configs
+# that leave a field out (the class default applies, as in transformers).
+FAMILY_DEFAULTS = {
+    "roberta": {"pad_token_id": 1},
+    "electra": {"embedding_size": 128},
+    "albert": {"embedding_size": 128, "hidden_act": "gelu_new"},
+}
+# DistilBertConfig's names for BertConfig's fields. DistilBERT has no token types, no layer_norm_eps (its
+# LayerNorms use 1e-12) and no relative positions.
+DISTILBERT_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+                    "hidden_dim": "intermediate_size", "activation": "hidden_act"}
+MAX_SHARED_LAYERS = 4096  # ALBERT's num_hidden_layers * inner_group_num: layers run, not tensors stored
 # Labels a config may name or number. num_labels alone makes LABEL_0..LABEL_{n-1}, about 150 bytes each, before
 # the weights can say whether the classifier has that many rows.
 MAX_LABELS = 1 << 16
@@ -42,10 +62,39 @@ class BertConfig:
     architectures: tuple = ()
     source: str = "<dict>"
     tie_word_embeddings: bool = True  # the masked-LM decoder is the word embeddings
+    model_type: str = "bert"  # config.json's: one of FAMILIES
+    embedding_size: int | None = None  # E, ELECTRA's and ALBERT's factorized embeddings; None: E = H
+    num_hidden_groups: int = 1  # ALBERT: layer groups, each shared by num_hidden_layers / groups layers
+    inner_group_num: int = 1  # ALBERT: layers in a group
+    sinusoidal_pos_embds: bool = False  # DistilBERT: a missing position table is the sinusoidal one
 
     @property
     def head_size(self) -> int:  # D = H / N
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def family(self) -> str:
+        """bert, distilbert, roberta, electra or albert: which checkpoint names and arithmetic (FAMILIES)."""
+        return FAMILIES[self.model_type]
+
+    @property
+    def embedding_dim(self) -> int:  # E: the embedding tables' width
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input: RoBERTa's positions start at padding_idx + 1 (model.create_position_ids_from_input_ids),
+        so the last padding_idx + 1 rows of its table are what limits it; every other family has one row per token."""
+        if self.family == "roberta":
+            return self.max_position_embeddings - self.pad_token_id - 1
+        return self.max_position_embeddings
+
+    @property
+    def max_tokens_name(self) -> str:
+        """How max_tokens is derived, for messages."""
+        if self.family == "roberta":
+            return "max_position_embeddings - pad_token_id - 1"
+        return "max_position_embeddings"
 
     @property
     def num_labels(self) -> int:
@@ -68,6 +117,22 @@ class BertConfig:
         def fail(name, why):
             raise ConfigError(f"{source}: field '{name}' {why}")
 
+        model_type = raw.get("model_type", "bert")
+        if not (isinstance(model_type, str) and model_type in FAMILIES):
+            fail("model_type", f"= {files.excerpt(model_type)} is not supported; expected one of {', '.join(FAMILIES)}")
+        family = FAMILIES[model_type]
+        names = {}  # BertConfig's field -> config.json's, where the family names it otherwise (messages say theirs)
+        if family == "distilbert":
+            names = {ours: theirs for theirs, ours in DISTILBERT_NAMES.items() if theirs in raw or ours not in raw}
+            raw = {**{k: v for k, v in raw.items() if k not in ("layer_norm_eps", "type_vocab_size",
+                                                                 "position_embedding_type")},
+                   **{ours: raw[theirs] for ours, theirs in names.items() if theirs in raw}}
+        raw = {**FAMILY_DEFAULTS.get(family, {}), **raw}
+        plain_fail = fail
+
+        def fail(name, why):  # noqa: F811  (under the name config.json uses)
+            plain_fail(names.get(name, name), why)
+
         for name in ("is_decoder", "add_cross_attention"):
             if raw.get(name):
                 fail(name, "is true; bertnp runs encoder-only BERT (no decoder, no cross-attention)")
@@ -87,6 +152,7 @@ class BertConfig:
             return value
 
         hidden = integer("hidden_size")
+        layers = integer("num_hidden_layers")
         heads = integer("num_attention_heads")
         if hidden % heads:
             fail("num_attention_heads", f"= {heads} does not divide hidden_size = {hidden}")
@@ -94,6 +160,9 @@ class BertConfig:
         act = choice("hidden_act", raw.get("hidden_act", "gelu"), ACTIVATIONS)
         pet = choice("position_embedding_type", raw.get("position_embedding_type") or "absolute",
                      POSITION_EMBEDDING_TYPES)
+        if pet != "absolute" and family != "bert":
+            fail("position_embedding_type", f"= {pet!r}: bertnp runs relative positions for BERT only "
+                                            f"(transformers 5 ignores them)")
         problem = raw.get("problem_type")
         if problem is not None:
             choice("problem_type", problem, PROBLEM_TYPES)
@@ -111,24 +180,47 @@ class BertConfig:
         if not (isinstance(architectures, (list, tuple)) and all(isinstance(a, str) for a in architectures)):
             fail("architectures", f"must be a list of class names, got {files.excerpt(architectures)}")
 
+        groups, inner, embedding_size, sinusoidal = 1, 1, None, False
+        if family in ("electra", "albert"):
+            embedding_size = integer("embedding_size")
+        if family == "albert":
+            groups, inner = integer("num_hidden_groups", 1), integer("inner_group_num", 1)
+            if layers * inner > MAX_SHARED_LAYERS:
+                fail("num_hidden_layers", f"* inner_group_num = {layers} * {inner} layers to run; bertnp runs at "
+                                          f"most {MAX_SHARED_LAYERS}")
+        pad = integer("pad_token_id", 0, minimum=0) if raw.get("pad_token_id") is not None else 0
+        positions = integer("max_position_embeddings", 512)
+        if family == "roberta" and positions - pad - 1 < 2:
+            fail("max_position_embeddings", f"= {positions} leaves no room for 2 tokens: RoBERTa's positions start at "
+                                            f"pad_token_id + 1 = {pad + 1}")
+        if family == "distilbert":
+            sinusoidal = raw.get("sinusoidal_pos_embds", False)
+            if not isinstance(sinusoidal, bool):
+                fail("sinusoidal_pos_embds", f"must be true or false, got {files.excerpt(sinusoidal)}")
+
         return cls(
             vocab_size=integer("vocab_size"),
             hidden_size=hidden,
-            num_hidden_layers=integer("num_hidden_layers"),
+            num_hidden_layers=layers,
             num_attention_heads=heads,
             intermediate_size=integer("intermediate_size"),
             hidden_act=act,
             layer_norm_eps=eps,
-            max_position_embeddings=integer("max_position_embeddings", 512),
-            type_vocab_size=integer("type_vocab_size", 2),
+            max_position_embeddings=positions,
+            type_vocab_size=0 if family == "distilbert" else integer("type_vocab_size", 2),  # 0: no token types
             position_embedding_type=pet,
-            pad_token_id=integer("pad_token_id", 0, minimum=0) if raw.get("pad_token_id") is not None else 0,
+            pad_token_id=pad,
             id2label=id2label,
             label2id=label2id,
             problem_type=problem,
             architectures=tuple(architectures),
             source=source,
             tie_word_embeddings=tied is not False,
+            model_type=model_type,
+            embedding_size=embedding_size,
+            num_hidden_groups=groups,
+            inner_group_num=inner,
+            sinusoidal_pos_embds=sinusoidal,
         )
 
 

@@ -19,6 +19,11 @@ On real tokens, pooler_output and logits the outputs equal the reference's withi
 rounding: every kernel works per row or per (sequence, head), and every GEMM sums each row in one fixed
 order (kernels.packed).
 
+BERT's relatives run here as well: RoBERTa's positions (model.create_position_ids_from_input_ids) go to the
+embedding kernel, ELECTRA's and ALBERT's projection from E to H is one more packed GEMM, ALBERT's shared
+layers are packed once and run in turn, and the relatives' classification head (model.classification_head)
+reads position 0 as the pooler does.
+
 Threads: no BLAS runs here. Below PARALLEL_MIN_TOKENS packed tokens the kernels run on the calling thread,
 from there on on Numba's threads; kernels.gemm cuts a large enough GEMM into blocks that its threads and
 the caller share. kernels.threads() threads, in whichever Python thread calls (kernels.set_threads sets
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import kernels
+from . import kernels, model
 from .config import BertConfig
 from .kernels import LAUNCH_LOCK, cpu, gemm, packed
 from .model import BertOutput
@@ -62,12 +67,15 @@ class FastLayer:
 
 @dataclass(frozen=True)
 class FastWeights:
-    embeddings: Embeddings  # the reference's tables, as read-only contiguous arrays
-    layers: tuple  # of FastLayer, length L
+    embeddings: Embeddings  # the reference's tables, as read-only contiguous arrays (E wide)
+    layers: tuple  # of FastLayer, one per layer run (ALBERT's shared layers: one FastLayer, used in turn)
     pooler: Dense | None  # [H, H]
     classifier: Dense | None  # [H, C]
     activation: int  # kernels.cpu.ACTIVATION_CODES[config.hidden_act]
     relative: int  # kernels.cpu.RELATIVE_CODES[config.position_embedding_type]
+    project: Dense | None = None  # [E, H]: ELECTRA's embeddings_project, ALBERT's embedding_hidden_mapping_in
+    classification_head: Dense | None = None  # [H, H]: RoBERTa's, ELECTRA's, DistilBERT's dense before classifier
+    head_activation: str | None = None  # its activation (model.CLASSIFIER_ACTIVATIONS)
 
 
 def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
@@ -87,26 +95,32 @@ def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
         return LayerNorm(_read_only(n.weight), _read_only(n.bias))
 
     no_distance = np.zeros((1, config.head_size), dtype)
-    layers = tuple(
-        FastLayer(
-            qkv=dense(layer.query, layer.key, layer.value),
-            distance=_read_only(layer.distance if layer.distance is not None else no_distance),
-            attention_output=dense(layer.attention_output),
-            attention_norm=norm(layer.attention_norm),
-            intermediate=dense(layer.intermediate),
-            output=dense(layer.output),
-            output_norm=norm(layer.output_norm),
-        )
-        for layer in weights.layers
-    )
-    e = weights.embeddings
+    prepared = {}  # id(Layer) -> FastLayer: ALBERT's shared layers are laid out once
+
+    def fast_layer(layer):
+        if id(layer) not in prepared:
+            prepared[id(layer)] = FastLayer(
+                qkv=dense(layer.query, layer.key, layer.value),
+                distance=_read_only(layer.distance if layer.distance is not None else no_distance),
+                attention_output=dense(layer.attention_output),
+                attention_norm=norm(layer.attention_norm),
+                intermediate=dense(layer.intermediate),
+                output=dense(layer.output),
+                output_norm=norm(layer.output_norm),
+            )
+        return prepared[id(layer)]
+
+    e, head = weights.embeddings, weights.classification_head
     return FastWeights(
         embeddings=Embeddings(_read_only(e.word), _read_only(e.position), _read_only(e.token_type), norm(e.norm)),
-        layers=layers,
+        layers=tuple(fast_layer(layer) for layer in weights.layers),
         pooler=dense(weights.pooler) if weights.pooler is not None else None,
         classifier=dense(weights.classifier) if weights.classifier is not None else None,
         activation=cpu.ACTIVATION_CODES[config.hidden_act],
         relative=cpu.RELATIVE_CODES[config.position_embedding_type],
+        project=dense(e.project) if e.project is not None else None,
+        classification_head=dense(head.dense) if head is not None else None,
+        head_activation=head.activation if head is not None else None,
     )
 
 
@@ -121,7 +135,7 @@ def warm_up(fast_weights: FastWeights, config: BertConfig) -> None:
 def release_originals(weights: BertWeights) -> None:
     """Drop the memory-mapped GEMM weights that `prepare` copied from this process's resident memory (the
     reference path, which reads them for traces and other numerics, faults them back in if it runs)."""
-    for layer in weights.layers:
+    for layer in {id(layer): layer for layer in weights.layers}.values():
         for linear in (layer.query, layer.key, layer.value, layer.attention_output, layer.intermediate, layer.output):
             release_pages(linear.weight)
 
@@ -142,16 +156,20 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
     B, T = input_ids.shape
     mask = np.ones((B, T), np.int64) if attention_mask is None else np.array(attention_mask, dtype=np.int64)
     types = np.zeros((B, T), np.int64) if token_type_ids is None else np.array(token_type_ids, dtype=np.int64)
+    # RoBERTa's positions count from pad_token_id + 1 over the tokens that are not padding
+    positions = model.create_position_ids_from_input_ids(input_ids, config.pad_token_id, np) \
+        if config.family == "roberta" else None
     with LAUNCH_LOCK:
         tokens = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
         threads = kernels.threads()
         numba.set_num_threads(threads)  # Numba's count is per Python thread: this one may never have set it
         parallel = threads > 1 and tokens[0].shape[0] >= PARALLEL_MIN_TOKENS
-        return _forward(input_ids, types, tokens, fast_weights, config, output_hidden_states, output_attentions,
-                        parallel, threads)
+        return _forward(input_ids, types, positions, tokens, fast_weights, config, output_hidden_states,
+                        output_attentions, parallel, threads)
 
 
-def _forward(input_ids, types, tokens, w, config, output_hidden_states, output_attentions, parallel, gemm_threads):
+def _forward(input_ids, types, positions, tokens, w, config, output_hidden_states, output_attentions, parallel,
+             gemm_threads):
     token_index, seq_start, key_start, uniform = tokens
     B, T = input_ids.shape
     M = token_index.shape[0]
@@ -162,10 +180,14 @@ def _forward(input_ids, types, tokens, w, config, output_hidden_states, output_a
     def linear(a, dense, out):  # model.linear without its bias (the kernel that follows adds it)
         return gemm.matmul(a, dense.weight, out, gemm_threads)
 
-    x = np.empty((M, H), dtype)
     e = w.embeddings
+    x = np.empty((M, H), dtype)
+    embedded = x if w.project is None else np.empty((M, e.word.shape[1]), dtype)  # [M, E]
     cpu.embed_layer_norm(input_ids, types, token_index, e.word, e.position, e.token_type, e.norm.weight,
-                         e.norm.bias, eps, w.relative == 0, x, parallel)  # [B, T] -> [M, H]
+                         e.norm.bias, eps, w.relative == 0, embedded, parallel, positions)  # [B, T] -> [M, E]
+    if w.project is not None:  # model.embeddings_project: [M, E] @ [E, H] -> [M, H]
+        linear(embedded, w.project, x)
+        x += w.project.bias
 
     qkv = np.empty((M, 3 * H), dtype)
     context = np.empty((M, H), dtype)
@@ -195,8 +217,12 @@ def _forward(input_ids, types, tokens, w, config, output_hidden_states, output_a
     pooled = logits = None
     if w.pooler is not None:  # BertPooler on position 0 of every row: [B, H]
         pooled = np.tanh(linear(x[seq_start[:-1]], w.pooler, np.empty((B, H), dtype)) + w.pooler.bias)
+    features = pooled
+    if w.classification_head is not None:  # model.classification_head: the relatives' dense on position 0
+        dense = linear(x[seq_start[:-1]], w.classification_head, np.empty((B, H), dtype))
+        features = model.CLASSIFIER_ACTIVATIONS[w.head_activation](dense + w.classification_head.bias, np)
     if w.classifier is not None:  # [B, H] -> [B, C]
-        logits = linear(pooled, w.classifier, np.empty((B, config.num_labels), dtype)) + w.classifier.bias
+        logits = linear(features, w.classifier, np.empty((B, config.num_labels), dtype)) + w.classifier.bias
     return BertOutput(
         last_hidden_state=hidden_states[-1] if output_hidden_states else _scatter(x, token_index, B, T),
         pooler_output=pooled,

@@ -5,6 +5,8 @@ same function runs in CI with xp=numpy and NumpyOps (their reference twins, comp
 on a GPU with xp=cupy and bertnp.kernels.gpu.CupyOps. Batches stay padded on the GPU (the GEMMs are
 large enough that padding costs little once batches are sorted by length, as embed/predict do).
 Relative position embeddings, tracing and other numerics run the reference model.bert on the device.
+BERT's relatives run here too: their embeddings, and the relatives' classification head, are model.py's
+own functions on the device; their encoder layers are BERT's.
 """
 
 from __future__ import annotations
@@ -54,17 +56,21 @@ class NumpyOps:
 
 
 def prepare(weights, xp) -> GpuWeights:
-    """Upload once (weights.map(xp.asarray)) and lay out the GEMM operands."""
+    """Upload once (weights.map(xp.asarray), which keeps ALBERT's shared layers shared) and lay out the GEMM
+    operands, once per distinct layer."""
     on_device = weights.map(xp.asarray)
 
     def dense(*linears):
         return Dense(xp.ascontiguousarray(xp.concatenate([l.weight for l in linears]).T),
                      xp.concatenate([l.bias for l in linears]))
 
-    layers = tuple(GpuLayer(qkv=dense(l.query, l.key, l.value), attention_output=dense(l.attention_output),
-                            attention_norm=l.attention_norm, intermediate=dense(l.intermediate),
-                            output=dense(l.output), output_norm=l.output_norm) for l in on_device.layers)
-    return GpuWeights(reference=on_device, layers=layers)
+    laid_out = {}
+    for l in on_device.layers:
+        if id(l) not in laid_out:
+            laid_out[id(l)] = GpuLayer(qkv=dense(l.query, l.key, l.value), attention_output=dense(l.attention_output),
+                                       attention_norm=l.attention_norm, intermediate=dense(l.intermediate),
+                                       output=dense(l.output), output_norm=l.output_norm)
+    return GpuWeights(reference=on_device, layers=tuple(laid_out[id(l)] for l in on_device.layers))
 
 
 def forward(input_ids, attention_mask, token_type_ids, w: GpuWeights, config, xp, ops, output_hidden_states=False,
@@ -76,7 +82,8 @@ def forward(input_ids, attention_mask, token_type_ids, w: GpuWeights, config, xp
     B, T = input_ids.shape
     H, N, D, eps = config.hidden_size, config.num_attention_heads, config.head_size, config.layer_norm_eps
     dtype = w.reference.embeddings.word.dtype
-    x = model.embeddings(input_ids, token_type_ids, w.reference.embeddings, config, xp).reshape(B * T, H)
+    embed = model.embeddings if config.family == "bert" else model.relatives_embeddings
+    x = embed(input_ids, token_type_ids, w.reference.embeddings, config, xp).reshape(B * T, H)
     bias = xp.where(attention_mask == 0, xp.finfo(dtype).min, 0).astype(dtype)  # [B, T]
     hidden_states, attentions = [x.reshape(B, T, H)], []
     for layer in w.layers:
@@ -94,7 +101,8 @@ def forward(input_ids, attention_mask, token_type_ids, w: GpuWeights, config, xp
         attentions.append(probs)
     last = x.reshape(B, T, H)
     pooled = model.pooler(last, w.reference.pooler, xp) if w.reference.pooler is not None else None
-    logits = model.linear(pooled, w.reference.classifier, xp) if w.reference.classifier is not None else None
+    features = pooled if w.reference.classification_head is None else model.classification_head(last, w.reference, xp)
+    logits = model.linear(features, w.reference.classifier, xp) if w.reference.classifier is not None else None
     return BertOutput(last_hidden_state=last, pooler_output=pooled, logits=logits,
                       hidden_states=tuple(hidden_states) if output_hidden_states else None,
                       attentions=tuple(attentions) if output_attentions else None)

@@ -5,9 +5,12 @@ model.py ends with BertModel (and the sequence classifier on the pooler); these 
     token_classification  BertForTokenClassification: a label distribution per token (NER, POS)
     question_answering    BertForQuestionAnswering: a start and an end logit per token
     masked_lm             BertForMaskedLM's BertOnlyMLMHead: a vocabulary distribution per token
-The token classifier's dropout is off at inference; the other two have none.
+    discriminator         ElectraForPreTraining: one logit per token, "was this token replaced?"
+The token classifier's dropout is off at inference; the others have none. BERT's relatives run the same
+heads under other tensor names (bertnp.weights.FAMILIES); their masked-LM transforms differ only in the
+activation (MaskedLMHead.activation) and, for ELECTRA and ALBERT, in mapping H to E before the decoder.
 
-Shape letters as in model.py: B batch, T tokens, H hidden, C labels, V vocabulary.
+Shape letters as in model.py: B batch, T tokens, H hidden, C labels, V vocabulary, E embedding width.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from dataclasses import dataclass
 
 from . import model
 from .model import ACTIVATIONS, TRANSFORMERS, BertOutput, layer_norm, linear, no_tap
-from .weights import MASKED_LM, QUESTION_ANSWERING, TOKEN_CLASSIFICATION
+from .weights import DISCRIMINATOR, MASKED_LM, QUESTION_ANSWERING, TOKEN_CLASSIFICATION
 
-TOKEN_HEADS = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING, MASKED_LM)
+TOKEN_HEADS = (TOKEN_CLASSIFICATION, QUESTION_ANSWERING, MASKED_LM, DISCRIMINATOR)
 
 
 @dataclass
@@ -41,27 +44,36 @@ def question_answering(x, w, xp):
 
 
 def prediction_transform(x, w, config, xp, numerics=TRANSFORMERS):
-    """BertPredictionHeadTransform: dense, the encoder's activation (config.hidden_act, not always GELU),
-    LayerNorm with the config's eps."""
-    tanh = config.hidden_act == "gelu" and numerics.gelu == "tanh"  # as model.encoder_layer
-    activation = model.gelu_tanh if tanh else ACTIVATIONS[config.hidden_act]
-    h = activation(linear(x, w.transform, xp), xp)  # [B, T, H] -> [B, T, H]
-    return layer_norm(h, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, H]
+    """BertPredictionHeadTransform: dense, the encoder's activation (config.hidden_act, not always GELU;
+    RoBERTa's and ELECTRA's heads always use GELU: w.activation), LayerNorm with the config's eps."""
+    tanh = w.activation == "gelu" and numerics.gelu == "tanh"  # as model.encoder_layer
+    activation = model.gelu_tanh if tanh else ACTIVATIONS[w.activation]
+    h = activation(linear(x, w.transform, xp), xp)  # [B, T, H] -> [B, T, E]
+    return layer_norm(h, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, E]
 
 
 def masked_lm(x, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
     """BertOnlyMLMHead -> BertLMPredictionHead: the transform, then a decoder whose weight is the word
     embedding table (tied, so stored [V, H] like any linear weight) and whose bias is cls.predictions.bias."""
-    h = prediction_transform(x, w, config, xp, numerics)  # [B, T, H]
+    h = prediction_transform(x, w, config, xp, numerics)  # [B, T, E]
     tap("head.transform", h)
-    rows = h.reshape(-1, h.shape[-1])  # [B, T, H] -> [R, H]
-    logits = rows @ w.decoder.T + w.bias  # [R, H] @ [H, V] -> [R, V]
+    rows = h.reshape(-1, h.shape[-1])  # [B, T, E] -> [R, E]
+    logits = rows @ w.decoder.T + w.bias  # [R, E] @ [E, V] -> [R, V]
     return logits.reshape(*h.shape[:-1], w.decoder.shape[0])  # [B, T, V]
 
 
+def discriminator(x, w, config, xp, numerics=TRANSFORMERS):
+    """ElectraDiscriminatorPredictions: dense, the encoder's activation, then one logit per token."""
+    tanh = config.hidden_act == "gelu" and numerics.gelu == "tanh"  # as model.encoder_layer
+    activation = model.gelu_tanh if tanh else ACTIVATIONS[config.hidden_act]
+    h = activation(linear(x, w.dense, xp), xp)  # [B, T, H]
+    return linear(h, w.prediction, xp)[..., 0]  # [B, T, H] -> [B, T, 1] -> [B, T]
+
+
 def apply(out: BertOutput, weights, config, xp, numerics=TRANSFORMERS, tap=no_tap) -> BertOutput:
-    """The checkpoint's token-level head on out.last_hidden_state: logits [B, T, C] or [B, T, V], or a
-    QuestionAnsweringOutput with start_logits and end_logits [B, T]. Other architectures pass through.
+    """The checkpoint's token-level head on out.last_hidden_state: logits [B, T, C], [B, T, V] or (ELECTRA's
+    discriminator) [B, T], or a QuestionAnsweringOutput with start_logits and end_logits [B, T]. Other
+    architectures pass through.
 
     Padded positions get logits too, from whatever state the backend left there (the fast path leaves 0).
     """
@@ -71,6 +83,9 @@ def apply(out: BertOutput, weights, config, xp, numerics=TRANSFORMERS, tap=no_ta
         tap("head.logits", out.logits)
     elif weights.architecture == MASKED_LM:
         out.logits = masked_lm(x, weights.masked_lm, config, xp, numerics, tap)  # [B, T, V]
+        tap("head.logits", out.logits)
+    elif weights.architecture == DISCRIMINATOR:
+        out.logits = discriminator(x, weights.discriminator, config, xp, numerics)  # [B, T]
         tap("head.logits", out.logits)
     elif weights.architecture == QUESTION_ANSWERING:
         start, end = question_answering(x, weights.qa_outputs, xp)  # [B, T] each

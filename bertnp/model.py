@@ -149,10 +149,12 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
     """BertModel (and BertForSequenceClassification's head when the checkpoint has one).
 
     tap(name, array), when given, receives every intermediate: "embeddings.sum", "embeddings.norm",
-    "layer.{i}.q" ... "layer.{i}.output_norm" (see encoder_layer), "pooler", "logits".
+    "layer.{i}.q" ... "layer.{i}.output_norm" (see encoder_layer), "pooler", "logits" (and for ELECTRA
+    and ALBERT "embeddings.project", after "embeddings.norm").
     """
     dtype = weights.embeddings.word.dtype
-    x = embeddings(input_ids, token_type_ids, weights.embeddings, config, xp, numerics, tap)  # [B, T] -> [B, T, H]
+    embed = embeddings if config.family == "bert" else relatives_embeddings  # BERT's relatives: below the divider
+    x = embed(input_ids, token_type_ids, weights.embeddings, config, xp, numerics, tap)  # [B, T] -> [B, T, H]
     bias = mask_bias(attention_mask, dtype, xp, numerics)  # [B, T] -> [B, 1, 1, T]
     hidden_states, attentions = [x], []
     for i, layer in enumerate(weights.layers):
@@ -161,7 +163,8 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
         hidden_states.append(x)  # L + 1 of [B, T, H]
         attentions.append(probs)  # L of [B, N, T, T]
     pooled = pooler(x, weights.pooler, xp) if weights.pooler is not None else None  # [B, H]
-    logits = linear(pooled, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
+    features = pooled if weights.classification_head is None else classification_head(x, weights, xp)  # relatives
+    logits = linear(features, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
     for name, array in (("pooler", pooled), ("logits", logits)):
         if array is not None:
             tap(name, array)
@@ -175,8 +178,9 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
 
 
 # ==== below: variants. BERT-base needs none of it =========================================================
-# Other activations a config.json may name, and relative position embeddings. The arithmetic switches
-# (numerics) and tracing (tap) live in bertnp/numerics.py.
+# Other activations a config.json may name, relative position embeddings, and what BERT's relatives do
+# differently (their tensor names are in bertnp/weights.py's FAMILIES). The arithmetic switches (numerics)
+# and tracing (tap) live in bertnp/numerics.py.
 
 
 def gelu_tanh(x, xp):
@@ -228,3 +232,74 @@ def relative_scores(q, k, distance, kind, xp):
     if kind == "relative_key_query":
         scores = scores + xp.einsum("bnjd,ijd->bnij", k, table)  # key . position: [B, N, T, T]
     return scores
+
+
+# ---- BERT's relatives: DistilBERT, RoBERTa (XLM-RoBERTa, CamemBERT), ELECTRA, ALBERT ----------------------
+# Their encoder layers compute what encoder_layer does (ALBERT's share their weights: bertnp.weights lists a
+# shared layer once per use). What differs: where positions start, a projection after the embeddings, and
+# the sequence classifier's head. The token-level heads' differences are in bertnp/heads.py.
+# E: the embedding width, H but for ELECTRA's and ALBERT's factorized embeddings.
+
+
+def relatives_embeddings(input_ids, token_type_ids, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
+    """The relatives' embeddings: BertEmbeddings (DistilBERT's token type table is one row of zeros: it has
+    none), RoBERTa's with its own positions, then ELECTRA's and ALBERT's projection from E to H."""
+    embed = roberta_embeddings if config.family == "roberta" else embeddings
+    x = embed(input_ids, token_type_ids, w, config, xp, numerics, tap)  # [B, T, E]
+    if w.project is not None:
+        x = embeddings_project(x, w.project, xp)  # [B, T, E] -> [B, T, H]
+        tap("embeddings.project", x)
+    return x
+
+
+def create_position_ids_from_input_ids(input_ids, padding_idx, xp):
+    """RobertaEmbeddings.create_position_ids_from_input_ids (fairseq's make_positions): a token's position
+    counts the tokens that are not padding up to it, from padding_idx + 1; padding sits at padding_idx.
+    Padding means input_ids == pad_token_id, whatever the attention mask says."""
+    real = (input_ids != padding_idx).astype(xp.int64)  # [B, T]
+    return xp.cumsum(real, axis=1) * real + padding_idx  # [B, T]
+
+
+def roberta_embeddings(input_ids, token_type_ids, w, config, xp, numerics=TRANSFORMERS, tap=no_tap):
+    """RobertaEmbeddings (also XLM-RoBERTa's and CamemBERT's): BertEmbeddings with positions from
+    create_position_ids_from_input_ids instead of 0..T-1."""
+    positions = create_position_ids_from_input_ids(input_ids, config.pad_token_id, xp)  # [B, T]
+    x = w.word[input_ids] + w.token_type[token_type_ids]  # [B, T] -> [B, T, H]
+    x = x + w.position[positions]  # [B, T, H] + [B, T, H]
+    tap("embeddings.sum", x)
+    x = layer_norm(x, w.norm, config.layer_norm_eps, xp, numerics)  # [B, T, H]
+    tap("embeddings.norm", x)
+    return x
+
+
+def embeddings_project(x, w, xp):
+    """ElectraModel.embeddings_project / AlbertTransformer.embedding_hidden_mapping_in: factorized embeddings
+    (E wide, fewer parameters in the [V, E] table) projected to the encoder's H."""
+    return linear(x, w, xp)  # [B, T, E] -> [B, T, H]
+
+
+def create_sinusoidal_embeddings(n_pos, dim):
+    """DistilBERT's create_sinusoidal_embeddings, for sinusoidal_pos_embds checkpoints that do not store the
+    table: sin at even columns, cos at odd ones, of pos / 10000^(2 (j // 2) / dim). Computed in float64
+    and rounded to float32, as torch.FloatTensor does there. [P, E]"""
+    import numpy as np
+
+    # one pow per column, as the reference computes it element by element (a vectorized pow may round
+    # differently in the last bit)
+    scale = np.array([math.pow(10000, 2 * (j // 2) / dim) for j in range(dim)])  # [E]
+    angles = np.arange(n_pos)[:, None] / scale  # [P, E]
+    table = np.empty((n_pos, dim), np.float32)
+    table[:, 0::2] = np.sin(angles[:, 0::2])
+    table[:, 1::2] = np.cos(angles[:, 1::2])
+    return table
+
+
+def classification_head(x, weights, xp):
+    """RobertaClassificationHead (tanh), ElectraClassificationHead (GELU) and DistilBERT's pre_classifier
+    (ReLU): a dense layer and an activation on the first token's state, where BERT reads its pooler. The
+    output layer (weights.classifier) follows, as on BERT's pooler."""
+    w = weights.classification_head
+    return CLASSIFIER_ACTIVATIONS[w.activation](linear(x[:, 0], w.dense, xp), xp)  # [B, T, H] -> [B, H]
+
+
+CLASSIFIER_ACTIVATIONS = {"tanh": lambda x, xp: xp.tanh(x), "gelu": gelu, "relu": relu}

@@ -2,11 +2,13 @@
 same inputs, compared one by one in forward order.
 
 Every engine's intermediates are put in bertnp's layout and names (model.bert's tap):
-    embeddings.sum, embeddings.norm,
+    embeddings.sum, embeddings.norm, embeddings.project (ELECTRA, ALBERT),
     layer.{i}.q / k / v [B, N, T, D], scores / probs [B, N, T, T], context, attention_output,
     attention_norm, activation_input, activation_output, ffn_output, output_norm [B, T, *],
     pooler [B, H], logits [B, C]
 and compared on real tokens only: query rows and key columns the mask pads out hold arbitrary values.
+BERT's relatives (DistilBERT, RoBERTa, ELECTRA, ALBERT) are traced at the modules of their own that
+compute the same intermediates (TRACE_POINTS); num_layers counts layers run (ALBERT's shared ones each time).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ TEXTS = [
 ]
 
 
-def forward_order(num_layers: int) -> list[str]:
-    names = ["embeddings.sum", "embeddings.norm"]
+def forward_order(num_layers: int, projected: bool = False) -> list[str]:
+    """The intermediates in forward order; projected: with ELECTRA's and ALBERT's embeddings.project."""
+    names = ["embeddings.sum", "embeddings.norm"] + ["embeddings.project"] * projected
     for i in range(num_layers):
         names += [f"layer.{i}.{name}" for name in LAYER_NAMES]
     return names + ["pooler", "logits"]
@@ -93,7 +96,7 @@ def compare_traces(ours: dict, theirs: dict, mask, num_layers, atol=1e-5, rtol=1
                          f"({', '.join(final_outputs(num_layers))}); one gave {sorted(ours) or 'nothing'}, "
                          f"the other {sorted(theirs) or 'nothing'}")
     return [compare(name, ours[name], theirs[name], mask, atol, rtol)
-            for name in forward_order(num_layers) if name in ours and name in theirs]
+            for name in forward_order(num_layers, projected=True) if name in ours and name in theirs]
 
 
 # ---- capturing each engine -------------------------------------------------------------------------------
@@ -103,54 +106,106 @@ def trace_bertnp(model, enc, numerics: Numerics | None = None) -> dict:
     return model(**enc, output_trace=True, numerics=numerics).trace
 
 
+# Where each family's transformers modules hold bertnp's intermediates: within a layer, name -> (module path,
+# "out" for its output or "in" for its first input). Shapes are bertnp's after the split into heads.
+BERT_POINTS = {"q": ("attention.self.query", "out"), "k": ("attention.self.key", "out"),
+               "v": ("attention.self.value", "out"), "context": ("attention.self", "out"),
+               "attention_output": ("attention.output.dense", "out"), "attention_norm": ("attention.output", "out"),
+               "activation_input": ("intermediate.dense", "out"), "activation_output": ("intermediate", "out"),
+               "ffn_output": ("output.dense", "out"), "output_norm": ("output", "out")}
+TRACE_POINTS = {
+    "bert": BERT_POINTS,
+    "roberta": BERT_POINTS,
+    "electra": BERT_POINTS,
+    "distilbert": {"q": ("attention.q_lin", "out"), "k": ("attention.k_lin", "out"), "v": ("attention.v_lin", "out"),
+                   "context": ("attention.out_lin", "in"), "attention_output": ("attention.out_lin", "out"),
+                   "attention_norm": ("sa_layer_norm", "out"), "activation_input": ("ffn.lin1", "out"),
+                   "activation_output": ("ffn.lin2", "in"), "ffn_output": ("ffn.lin2", "out"),
+                   "output_norm": ("output_layer_norm", "out")},
+    "albert": {"q": ("attention.query", "out"), "k": ("attention.key", "out"), "v": ("attention.value", "out"),
+               "context": ("attention.dense", "in"), "attention_output": ("attention.dense", "out"),
+               "attention_norm": ("attention.LayerNorm", "out"), "activation_input": ("ffn", "out"),
+               "activation_output": ("ffn_output", "in"), "ffn_output": ("ffn_output", "out"),
+               "output_norm": ("full_layer_layer_norm", "out")},
+}
+
+
+def transformers_layers(base, family: str) -> list:
+    """The base model's layer modules in the order the forward pass runs them (ALBERT runs shared ones in turn)."""
+    if family == "distilbert":
+        return list(base.transformer.layer)
+    if family == "albert":
+        config, groups = base.config, base.encoder.albert_layer_groups
+        L, G = config.num_hidden_layers, config.num_hidden_groups
+        return [layer for i in range(L) for layer in groups[int(i / (L / G))].albert_layers]
+    return list(base.encoder.layer)
+
+
 def trace_transformers(folder: str, enc: dict, dtype, classifier: bool) -> dict:
     """transformers' eager forward with hooks on every module, in bertnp's names and layout."""
     import torch
     import transformers
 
+    from .config import FAMILIES
+
     if classifier:
         hf = transformers.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
-        bert = hf.bert
     else:
-        hf = bert = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
-    if not hasattr(bert, "encoder"):
-        raise BertnpError(f"{folder}: transformers did not load a BERT model ({type(bert).__name__})")
+        hf = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
+    family = FAMILIES.get(hf.config.model_type)
+    if family is None:
+        raise BertnpError(f"{folder}: transformers did not load a BERT-family model ({type(hf).__name__})")
+    base = hf.base_model
     hf = hf.eval().to(torch.float64 if dtype == np.float64 else torch.float32)
-    trace, hooks = {}, []
-    heads = bert.config.num_attention_heads
+    captured, hooks = {}, []  # (id(module), "in"/"out") -> values in call order
+    heads = hf.config.num_attention_heads
 
-    def keep(name, split=False, inputs=False):
+    def keep(key, split=False, inputs=False):
         def hook(module, args, output):
             value = args[0] if inputs else output[0] if isinstance(output, tuple) else output
             value = value.detach().numpy().copy()
             if split:  # [B, T, H] -> [B, N, T, D]
                 B, T, H = value.shape
                 value = value.reshape(B, T, heads, H // heads).transpose(0, 2, 1, 3)
-            trace[name] = value
+            captured.setdefault(key, []).append(value)
         return hook
 
-    hooks.append(bert.embeddings.LayerNorm.register_forward_hook(keep("embeddings.sum", inputs=True)))
-    hooks.append(bert.embeddings.register_forward_hook(keep("embeddings.norm")))
-    for i, layer in enumerate(bert.encoder.layer):
-        p = f"layer.{i}."
-        for part in ("query", "key", "value"):
-            module = getattr(layer.attention.self, part)
-            hooks.append(module.register_forward_hook(keep(p + part[0], split=True)))
-        hooks.append(layer.attention.self.register_forward_hook(keep(p + "context")))
-        hooks.append(layer.attention.output.dense.register_forward_hook(keep(p + "attention_output")))
-        hooks.append(layer.attention.output.register_forward_hook(keep(p + "attention_norm")))
-        hooks.append(layer.intermediate.dense.register_forward_hook(keep(p + "activation_input")))
-        hooks.append(layer.intermediate.register_forward_hook(keep(p + "activation_output")))
-        hooks.append(layer.output.dense.register_forward_hook(keep(p + "ffn_output")))
-        hooks.append(layer.output.register_forward_hook(keep(p + "output_norm")))
-    if bert.pooler is not None:
-        hooks.append(bert.pooler.register_forward_hook(keep("pooler")))
+    def watch(module, name, side="out", split=False):
+        key = (id(module), side)
+        if key not in watched:
+            watched[key] = name
+            hooks.append(module.register_forward_hook(keep(key, split, inputs=side == "in")))
+        return key
+
+    watched, order = {}, []  # order: (bertnp name, key), in call order
+    order.append(("embeddings.sum", watch(base.embeddings.LayerNorm, "embeddings.sum", "in")))
+    order.append(("embeddings.norm", watch(base.embeddings, "embeddings.norm")))
+    project = getattr(base, "embeddings_project", None) or getattr(getattr(base, "encoder", None),
+                                                                   "embedding_hidden_mapping_in", None)
+    if project is not None:
+        order.append(("embeddings.project", watch(project, "embeddings.project")))
+    points = TRACE_POINTS[family]
+    for i, layer in enumerate(transformers_layers(base, family)):
+        for name, (path, side) in points.items():
+            order.append((f"layer.{i}.{name}", watch(layer.get_submodule(path), name, side, split=name in ("q", "k", "v"))))
+    pooler = getattr(base, "pooler_activation", None) or getattr(base, "pooler", None)
+    if pooler is not None:
+        order.append(("pooler", watch(pooler, "pooler")))
     try:
         with torch.no_grad():
-            out = hf(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in enc.items()}, output_attentions=True)
+            inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in enc.items()}
+            if family == "distilbert":  # it takes no token types
+                inputs.pop("token_type_ids", None)
+            out = hf(**inputs, output_attentions=True)
     finally:
         for h in hooks:
             h.remove()
+    trace, used = {}, {}
+    for name, key in order:  # the k-th call of a module is its k-th use (ALBERT's shared layers)
+        calls = captured.get(key, [])
+        if used.get(key, 0) < len(calls):
+            trace[name] = calls[used.get(key, 0)]
+            used[key] = used.get(key, 0) + 1
     scale = trace["layer.0.q"].shape[-1] ** -0.5
     bias = np.where(np.asarray(enc["attention_mask"])[:, None, None, :] == 0, np.finfo(dtype).min, 0).astype(dtype)
     for i, probs in enumerate(out.attentions):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import os
 import re
 import threading
+import unicodedata
 
 import numpy as np
 
@@ -22,12 +24,20 @@ from . import files
 from .errors import InputError, TokenizerError
 
 UNBOUNDED = 10**9  # transformers writes int(1e30) as "no limit" into model_max_length
+# transformers 5's tokenizer classes whose model_input_names leave token_type_ids out: the model then sees
+# token type 0 everywhere, pairs included. Which class a folder has: tokenizer_config.json's tokenizer_class,
+# else config.json's model_type (DEFAULT_CLASSES, transformers' TOKENIZER_MAPPING_NAMES).
+NO_TOKEN_TYPES = ("AlbertTokenizer", "CamembertTokenizer", "DistilBertTokenizer", "RobertaTokenizer",
+                  "XLMRobertaTokenizer")
+DEFAULT_CLASSES = {"albert": "AlbertTokenizer", "camembert": "CamembertTokenizer", "roberta": "RobertaTokenizer",
+                   "xlm-roberta": "XLMRobertaTokenizer"}
 
 
 class Tokenizer:
-    def __init__(self, backend, model_max_length: int | None, pad_token: str, source: str):
+    def __init__(self, backend, model_max_length: int | None, pad_token: str, source: str, token_types: bool = True):
         self.backend = backend  # a tokenizers.Tokenizer
         self.model_max_length = model_max_length
+        self.token_types = token_types  # False: token_type_ids are all 0, as transformers' tokenizer gives none
         self.pad_token = pad_token
         self.pad_id = backend.token_to_id(pad_token)
         if self.pad_id is None:
@@ -37,13 +47,19 @@ class Tokenizer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_folder(cls, folder: str) -> "Tokenizer":
+    def from_folder(cls, folder: str, model_type: str = "bert") -> "Tokenizer":
+        """The folder's tokenizer; model_type (config.json's) stands for the tokenizer class when
+        tokenizer_config.json names none, as in transformers' AutoTokenizer."""
         from tokenizers import Tokenizer as RustTokenizer
 
         config_path = os.path.join(folder, "tokenizer_config.json")
         settings = _read_json(config_path)
         model_max_length = _model_max_length(settings.get("model_max_length"), config_path)
-        pad_token = _token(settings.get("pad_token"), "[PAD]")
+        # the pad token as tokenizer_config.json or special_tokens_map.json name it; RoBERTa's folders often
+        # name none: then BERT's [PAD], else RoBERTa's <pad>, whichever the vocabulary has
+        pad_token = _token(settings.get("pad_token"), None) or \
+            _token(_read_json(os.path.join(folder, "special_tokens_map.json")).get("pad_token"), None)
+        token_types = _token_types(settings, model_type)
         tokenizer_json = os.path.join(folder, "tokenizer.json")
         vocab_txt = os.path.join(folder, "vocab.txt")
         if os.path.exists(tokenizer_json):
@@ -54,9 +70,13 @@ class Tokenizer:
             # As transformers does for each call: the file's padding and truncation are not bertnp's.
             backend.no_padding()
             backend.no_truncation()
-            return cls(backend, model_max_length, pad_token, tokenizer_json)
+            if pad_token is None:
+                pad_token = "<pad>" if backend.token_to_id("[PAD]") is None and backend.token_to_id("<pad>") is not None \
+                    else "[PAD]"
+            return cls(backend, model_max_length, pad_token, tokenizer_json, token_types)
         if os.path.exists(vocab_txt):
-            return cls(_wordpiece_from_vocab(vocab_txt, settings), model_max_length, pad_token, vocab_txt)
+            return cls(_wordpiece_from_vocab(vocab_txt, settings), model_max_length, pad_token or "[PAD]", vocab_txt,
+                       token_types)
         raise TokenizerError(f"{folder}: no tokenizer.json or vocab.txt; pass token ids to the model directly")
 
     def encode(self, texts, max_length: int) -> dict[str, np.ndarray]:
@@ -74,7 +94,11 @@ class Tokenizer:
             self.backend.enable_truncation(max_length, strategy="longest_first")
             self.backend.no_padding()
             encodings = rust_call(lambda: self.backend.encode_batch(items), self.source, "could not tokenize")
-        return [(np.array(e.ids, np.int32), np.array(e.type_ids, np.int32)) for e in encodings]
+        return [(np.array(e.ids, np.int32), self.type_ids(e)) for e in encodings]
+
+    def type_ids(self, encoding) -> np.ndarray:
+        """An encoding's token types as int32, or zeros when the tokenizer class gives the model none."""
+        return np.array(encoding.type_ids, np.int32) if self.token_types else np.zeros(len(encoding.ids), np.int32)
 
     def encode_windows(self, text: str, max_length: int, stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """One long text -> windows of at most max_length tokens, consecutive windows sharing `stride` tokens."""
@@ -86,7 +110,7 @@ class Tokenizer:
             self.backend.enable_truncation(max_length, stride=stride, strategy="longest_first")
             self.backend.no_padding()
             first = rust_call(lambda: self.backend.encode(text), self.source, "could not tokenize")
-        return [(np.array(e.ids, np.int32), np.array(e.type_ids, np.int32)) for e in [first, *first.overflowing]]
+        return [(np.array(e.ids, np.int32), self.type_ids(e)) for e in [first, *first.overflowing]]
 
 
 def pad(sequences: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
@@ -158,6 +182,17 @@ def _model_max_length(value, path: str) -> int | None:
     return int(value)
 
 
+def _token_types(settings: dict, model_type: str) -> bool:
+    """Whether the model gets the tokenizer's token types: tokenizer_config.json's model_input_names when it
+    lists them, else what the tokenizer class's do (NO_TOKEN_TYPES)."""
+    names = settings.get("model_input_names")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return "token_type_ids" in names
+    name = settings.get("tokenizer_class")
+    name = name if isinstance(name, str) else DEFAULT_CLASSES.get(model_type, "BertTokenizer")
+    return name.removesuffix("Fast") not in NO_TOKEN_TYPES
+
+
 def _token(value, default: str) -> str:
     """Special tokens appear as strings or as AddedToken dicts {"content": ...}."""
     if isinstance(value, dict):
@@ -223,6 +258,7 @@ MAX_CHARSMAP = 1 << 20  # bytes of a Precompiled normalizer's charsmap (sentence
 # 14): NFKC/NFKD turn U+FDFA (3 bytes) into 33 bytes, NFD/NFC U+0390 (2) into 6; lower-casing U+0130 (2)
 # gives 3; BERT's CJK spacing turns a 3-byte character into 5.
 UNICODE_GROWTH = {"NFC": 3.0, "NFD": 3.0, "NFKC": 11.0, "NFKD": 11.0, "Lowercase": 1.5}
+PER_CHARACTER = ("NFD", "NFKD", "StripAccents", "Lowercase")  # steps that map each character on its own
 CJK_SPACING = 5 / 3
 
 
@@ -287,6 +323,42 @@ class _Inspection:
                              f"bertnp allows {MAX_GROWTH} times plus {MAX_ADDED_BYTES} bytes (an expanding chain)")
         return a, b
 
+    def normalizer_sequence(self, step, where: str, growth):
+        """A Sequence of normalizers. Per-character steps (NFKD, Lowercase...) right before a Precompiled
+        charsmap are bounded together with it, character by character (_run_then_charsmap): ALBERT's and
+        XLNet's NFKD, StripAccents, Lowercase, Precompiled grow a text 11 times, not 11 * 1.5 * 11."""
+        items = step.get("normalizers")
+        if not isinstance(items, list):
+            self.fail(where, f"'normalizers' must be an array, got {files.json_type(items)}")
+        run = []  # (where, kind) of the per-character steps since the last other step
+        for i, item in enumerate(items):
+            at = f"{where}.normalizers[{i}]"
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind in PER_CHARACTER:
+                self.kind(item, at, NORMALIZERS)
+                run.append((at, kind))
+                continue
+            if kind == "Precompiled" and run:
+                self.kind(item, at, NORMALIZERS)
+                product = 1.0
+                for _, earlier in run:
+                    product *= UNICODE_GROWTH.get(earlier, 1.0)
+                charsmap = _Charsmap(item.get("precompiled_charsmap"), self, at)
+                bound = _run_then_charsmap(tuple(k for _, k in run), charsmap, product)
+                growth = self.grow(growth, (bound, 0.0), at, f"{' + '.join(k for _, k in run)} + Precompiled")
+                run = []
+                continue
+            growth = self.flush(run, growth)
+            run = []
+            growth = self.normalizer(item, at, growth)
+        return self.flush(run, growth)
+
+    def flush(self, run, growth):
+        """Per-character steps not followed by a charsmap: each bounded on its own, as any step."""
+        for at, kind in run:
+            growth = self.grow(growth, (UNICODE_GROWTH.get(kind, 1.0), 0.0), at, kind)
+        return growth
+
     def sequence(self, step, where: str, field: str, walk, growth):
         items = step.get(field)
         if not isinstance(items, list):
@@ -314,7 +386,7 @@ class _Inspection:
     def normalizer(self, step, where: str, growth):
         kind = self.kind(step, where, NORMALIZERS)
         if kind == "Sequence":
-            return self.sequence(step, where, "normalizers", self.normalizer, growth)
+            return self.normalizer_sequence(step, where, growth)
         if kind == "Replace":
             return self.replace(step, where, growth)
         if kind == "Prepend":
@@ -523,54 +595,180 @@ def _never_empty(pattern: str) -> bool:
         return False
 
 
-def _charsmap_growth(encoded, check: _Inspection, where: str) -> float:
-    """Bytes out per byte in of a Precompiled normalizer (sentencepiece's charsmap, as spm_precompiled reads it:
-    a u32 trie size, a double-array trie of u32 units, then NUL-separated replacements). Each replacement
-    can only stand for a key as long as the trie path that finds it, so the bound walks the trie (breadth
-    first, vectorized; keys are at most 5 bytes, as the normalizer looks up a grapheme of fewer than 6 bytes
-    or one character) and takes the largest replacement length over key length."""
-    if not isinstance(encoded, str) or len(encoded) > MAX_CHARSMAP * 4 // 3 + 4:
-        check.fail(where, f"'precompiled_charsmap' must be base64 of at most {MAX_CHARSMAP >> 20} MiB")
-    try:
-        blob = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        check.fail(where, "'precompiled_charsmap' is not base64")
-    units = int.from_bytes(blob[:4], "little") // 4 if len(blob) >= 4 else 0
-    if units == 0 or 4 + 4 * units > len(blob):
-        check.fail(where, "'precompiled_charsmap' is malformed: its trie is empty or longer than the charsmap")
-    trie = np.frombuffer(blob, "<u4", units, 4).astype(np.int64)
-    pool = np.frombuffer(blob, np.uint8, offset=4 + 4 * units)
-    try:
-        pool.tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        check.fail(where, "'precompiled_charsmap' is malformed: its replacements are not UTF-8")
-    ends = np.flatnonzero(pool == 0)  # a replacement runs to the next NUL, or to the end
-    next_end = np.searchsorted(ends, np.arange(pool.size))
-    length = np.append(ends, pool.size)[next_end] - np.arange(pool.size)
+class _Charsmap:
+    """A Precompiled normalizer's charsmap (sentencepiece's, as spm_precompiled reads it: a u32 trie size, a
+    double-array trie of u32 units, then NUL-separated replacements), and how much it can lengthen a text.
 
+    tokenizers runs it per grapheme cluster of fewer than 6 bytes, else per character: the first key of the
+    trie that is a prefix of that chunk (the shortest) replaces the whole chunk. So a chunk never grows more
+    than a key's replacement over the key (`growth`, the bound of a Precompiled step on its own); and a
+    chunk's output can be charged to its characters: each its own bytes, its first character also what a
+    replacement adds over the key (`weights`: w(x) = max(|x|, longest replacement of a key that is a prefix
+    of x, max over keys k extending x of |r(k)| - (|k| - |x|))). Summed over a text, the weights bound the
+    output; bertnp uses them when per-character steps before it (NFKD...) hand it their characters."""
+
+    def __init__(self, encoded, check: _Inspection, where: str):
+        if not isinstance(encoded, str) or len(encoded) > MAX_CHARSMAP * 4 // 3 + 4:
+            check.fail(where, f"'precompiled_charsmap' must be base64 of at most {MAX_CHARSMAP >> 20} MiB")
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            check.fail(where, "'precompiled_charsmap' is not base64")
+        units = int.from_bytes(blob[:4], "little") // 4 if len(blob) >= 4 else 0
+        if units == 0 or 4 + 4 * units > len(blob):
+            check.fail(where, "'precompiled_charsmap' is malformed: its trie is empty or longer than the charsmap")
+        self.trie = trie = np.frombuffer(blob, "<u4", units, 4).astype(np.int64)
+        pool = np.frombuffer(blob, np.uint8, offset=4 + 4 * units)
+        try:
+            pool.tobytes().decode("utf-8")
+        except UnicodeDecodeError:
+            check.fail(where, "'precompiled_charsmap' is malformed: its replacements are not UTF-8")
+        ends = np.flatnonzero(pool == 0)  # a replacement runs to the next NUL, or to the end
+        next_end = np.searchsorted(ends, np.arange(pool.size))
+        self.length = np.append(ends, pool.size)[next_end] - np.arange(pool.size)
+        self.root = self.offset(trie[0])
+        # Breadth first to depth 5 (a chunk has at most 5 bytes), vectorized; keeping every edge found, even
+        # to a node met before (a hostile trie may share nodes), so that nothing below a node is missed.
+        labels = np.arange(256)
+        frontier, seen = np.array([self.root]), np.zeros(units, bool)
+        parents, children, replaced = [], [], np.full(units, -1, np.int64)
+        self.growth = 1.0
+        for depth in range(1, 6):
+            found = []
+            for start in range(0, frontier.size, 4096):
+                parent = frontier[start : start + 4096, None]
+                nodes, leaf, _ = self.step(np.broadcast_to(parent, (parent.size, 256)), labels)
+                rows, _ = np.nonzero(nodes >= 0)
+                nodes, leaf = nodes[nodes >= 0], leaf[nodes >= 0]
+                values = self.replacement(nodes, leaf)
+                if (values >= 0).any():
+                    self.growth = max(self.growth, float(values.max()) / depth)
+                np.maximum.at(replaced, nodes, values)
+                parents.append(parent[rows, 0])
+                children.append(nodes)
+                found.append(nodes)
+            frontier = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+            frontier = frontier[~seen[frontier]]  # a node met again: its edges are already listed
+            seen[frontier] = True
+            if not frontier.size:
+                break
+        self.replaced = replaced  # a node's key's replacement length, -1 when it is no key
+        # below[n]: the most a key at or under node n adds over the bytes from n down (|r(k)| - depth under n)
+        parents = np.concatenate(parents) if parents else np.zeros(0, np.int64)
+        children = np.concatenate(children) if children else np.zeros(0, np.int64)
+        self.below = replaced.copy()
+        for _ in range(5):
+            np.maximum.at(self.below, parents, self.below[children] - 1)
+
+    @staticmethod
     def offset(unit):
         return (unit >> 10) << ((unit & (1 << 9)) >> 6)
 
-    labels = np.arange(1, 256)
-    frontier, seen, worst = np.array([offset(trie[0])]), np.zeros(units, bool), 1.0
-    for depth in range(1, 6):
-        found = []
-        for start in range(0, frontier.size, 4096):
-            child = frontier[start : start + 4096, None] ^ labels  # [F, 255] positions
-            inside = child < units
-            unit = trie[np.where(inside, child, 0)]
-            valid = inside & ((unit & ((1 << 31) | 0xFF)) == labels)
-            nodes = child[valid] ^ offset(unit[valid])
-            leaf = (unit[valid] >> 8) & 1 == 1
-            values = nodes[leaf & (nodes < units)]
-            values = trie[values] & ((1 << 31) - 1)
-            values = values[values < pool.size]
-            if values.size:
-                worst = max(worst, float(length[values].max()) / depth)
-            found.append(nodes[nodes < units])
-        frontier = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
-        frontier = frontier[~seen[frontier]]  # a trie is a tree; a node met again adds nothing
-        seen[frontier] = True
-        if not frontier.size:
-            break
-    return worst
+    def step(self, nodes, labels):
+        """One byte down the trie from nodes (-1: none): (child or -1, whether it ends a key, its unit)."""
+        units = self.trie.size
+        child = np.where(nodes >= 0, nodes ^ labels, units)
+        inside = child < units
+        unit = self.trie[np.where(inside, child, 0)]
+        valid = inside & ((unit & ((1 << 31) | 0xFF)) == labels)
+        reached = np.where(valid, child ^ self.offset(unit), -1)
+        reached = np.where(reached < units, reached, -1)
+        return reached, (reached >= 0) & ((unit >> 8) & 1 == 1), unit
+
+    def replacement(self, nodes, leaf):
+        """The length of the replacement of the key ending at each node (where leaf), else -1."""
+        values = np.where(leaf, self.trie[np.maximum(nodes, 0)] & ((1 << 31) - 1), -1)
+        ok = (values >= 0) & (values < self.length.size)
+        return np.where(ok, self.length[np.where(ok, values, 0)], -1)
+
+    def weights(self, codepoints: np.ndarray) -> np.ndarray:
+        """w(x) for each code point (see the class), walking the trie with their UTF-8 bytes."""
+        cps = np.asarray(codepoints, np.int64)
+        size = np.where(cps < 0x80, 1, np.where(cps < 0x800, 2, np.where(cps < 0x10000, 3, 4)))
+        lead = np.select([size == 1, size == 2, size == 3], [cps, 0xC0 | cps >> 6, 0xE0 | cps >> 12], 0xF0 | cps >> 18)
+        bytes_ = [lead] + [0x80 | (cps >> np.maximum(6 * (size - 1 - j), 0)) & 63 for j in range(1, 4)]
+        node, weight = np.full(cps.size, self.root), size.copy()
+        for j in range(4):
+            node = np.where(size > j, node, -1)
+            node, leaf, _ = self.step(node, bytes_[j])
+            shorter = self.replacement(node, leaf)  # a key that is a prefix of x replaces its chunk
+            weight = np.maximum(weight, np.where(size > j + 1, shorter, -1))
+            weight = np.maximum(weight, np.where((size == j + 1) & (node >= 0), self.below[np.maximum(node, 0)], -1))
+        return weight
+
+    def char_ratio(self) -> float:
+        """The most any one character's weight is over its own bytes: the charsmap's growth on text whose
+        characters no step before it changed. Only characters whose first byte starts a key are walked."""
+        first = np.arange(256)
+        starts, _, _ = self.step(np.full(256, self.root), first)
+        worst = 1.0
+        for byte in np.flatnonzero(starts >= 0):
+            if byte < 0x80:
+                cps = np.array([byte])
+            elif 0xC2 <= byte <= 0xF4:
+                size = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                low = (byte & (0x3F >> (size - 1))) << 6 * (size - 1)
+                cps = np.arange(low, min(low + (1 << 6 * (size - 1)), 0x110000))
+                cps = cps[((cps < 0xD800) | (cps > 0xDFFF)) & (cps >= (0x80, 0x800, 0x10000)[size - 2])]
+            else:
+                continue  # no character's UTF-8 starts with it
+            if cps.size:
+                size = np.where(cps < 0x80, 1, np.where(cps < 0x800, 2, np.where(cps < 0x10000, 3, 4)))
+                worst = max(worst, float((self.weights(cps) / size).max()))
+        return worst
+
+
+def _charsmap_growth(encoded, check: _Inspection, where: str) -> float:
+    """Bytes out per byte in of a Precompiled normalizer on its own (_Charsmap.growth)."""
+    return _Charsmap(encoded, check, where).growth
+
+
+@functools.lru_cache(maxsize=8)
+def _per_character_outputs(kinds: tuple) -> tuple[dict, float]:
+    """What a run of per-character steps (PER_CHARACTER kinds, in order) makes of each character it changes,
+    {code point: output}, and its largest growth in bytes over those (1 for the others). NFD and NFKD
+    decompose each character on its own (canonical reordering only moves marks), StripAccents removes marks
+    (here only Mn, which removes no more than tokenizers does), Lowercase maps each character (Python's
+    full case mapping, as Rust's char::to_lowercase). Characters from U+30000 up have no decomposition or
+    lower case. A character no step changes on its own is unchanged by the run."""
+    chars = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c <= 0xDFFF]
+
+    def step(kind, text):
+        if kind in ("NFD", "NFKD"):
+            return unicodedata.normalize(kind, text)
+        if kind == "Lowercase":
+            return text.lower()
+        return "".join(c for c in text if unicodedata.category(c) != "Mn")  # StripAccents
+
+    changed = set()
+    for kind in set(kinds) - {"StripAccents"}:  # each step over every character at once, NUL between them
+        outputs = step(kind, "\0".join(chars)).split("\0")
+        changed.update(c for c, out in zip(chars, outputs) if out != c)
+    result, worst = {}, 1.0
+    for c in changed:
+        out = c
+        for kind in kinds:
+            out = step(kind, out)
+        result[ord(c)] = out
+        worst = max(worst, len(out.encode()) / len(c.encode()))
+    return result, worst
+
+
+def _run_then_charsmap(kinds: tuple, charsmap: _Charsmap, product: float) -> float:
+    """The growth of per-character steps followed by a Precompiled charsmap, bounded per character: each
+    character c becomes the run's output U(c), whose characters the charsmap's weights bound; the charsmap
+    may lengthen what the run leaves unchanged up to char_ratio. Never more than the product of the two
+    bounds (the run's `product` times the charsmap's growth), which also holds."""
+    outputs, _ = _per_character_outputs(kinds)
+    worst = charsmap.char_ratio()
+    if outputs:
+        codes = sorted(outputs)
+        pieces = [outputs[c] for c in codes]
+        flat = np.array([ord(ch) for piece in pieces for ch in piece], np.int64)
+        sums = np.zeros(len(pieces))
+        if flat.size:
+            owner = np.repeat(np.arange(len(pieces)), [len(piece) for piece in pieces])
+            np.add.at(sums, owner, charsmap.weights(flat))
+        sizes = np.array([len(chr(c).encode()) for c in codes])
+        worst = max(worst, float((sums / sizes).max()))
+    return min(worst, product * charsmap.growth)

@@ -218,16 +218,17 @@ def layer_norm_row(row, gamma, beta, eps):
 
 
 @serial_kernel
-def embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
-              add_positions, out):
+def embed_row(m, input_ids, token_type_ids, positions, from_ids, token_index, word, position, token_type, gamma,
+              beta, eps, add_positions, out):
     """Row m of `embed_layer_norm`."""
     T = input_ids.shape[1]
     b, t = token_index[m] // T, token_index[m] % T
     w, ty = input_ids[b, t], token_type_ids[b, t]
+    p = positions[b, t] if from_ids else t
     row = out[m]
     if add_positions:
         for k in range(row.shape[0]):
-            row[k] = word[w, k] + token_type[ty, k] + position[t, k]
+            row[k] = word[w, k] + token_type[ty, k] + position[p, k]
     else:
         for k in range(row.shape[0]):
             row[k] = word[w, k] + token_type[ty, k]
@@ -236,20 +237,24 @@ def embed_row(m, input_ids, token_type_ids, token_index, word, position, token_t
 
 @kernel
 def embed_layer_norm(input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
-                     add_positions, out, parallel):
+                     add_positions, out, parallel, position_ids=None):
     """model.embeddings on packed tokens: out[m] = LayerNorm(word + token type (+ position)).
 
-    input_ids, token_type_ids: [B, T] padded; token_index: [M] from `pack`; out: [M, H]. The position of
-    a token is its index in its row, as in the reference; relative models (add_positions false) add none.
+    input_ids, token_type_ids: [B, T] padded; token_index: [M] from `pack`; out: [M, E]. The position of
+    a token is its index in its row, as in the reference, or position_ids[b, t] when given ([B, T]: RoBERTa's,
+    model.create_position_ids_from_input_ids, as model.roberta_embeddings); relative models (add_positions
+    false) add none.
     """
+    positions = input_ids if position_ids is None else position_ids
+    from_ids = position_ids is not None
     if not parallel:
         for m in range(out.shape[0]):
-            embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
-                      add_positions, out)
+            embed_row(m, input_ids, token_type_ids, positions, from_ids, token_index, word, position, token_type,
+                      gamma, beta, eps, add_positions, out)
     else:
         for m in prange(out.shape[0]):
-            embed_row(m, input_ids, token_type_ids, token_index, word, position, token_type, gamma, beta, eps,
-                      add_positions, out)
+            embed_row(m, input_ids, token_type_ids, positions, from_ids, token_index, word, position, token_type,
+                      gamma, beta, eps, add_positions, out)
 
 
 @serial_kernel

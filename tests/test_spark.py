@@ -18,6 +18,7 @@ import pytest
 
 from conftest import WEIGHTS, require
 from parity import assert_close
+from test_families import tokenizer_folders  # noqa: F401
 from texts import PAIRS, TEXTS
 
 import bertnp
@@ -148,6 +149,23 @@ def test_labels_equal_the_local_classifier(spark, bs):
     assert got[len(NEWS)] is None and got[len(NEWS) + 1] is None
     error = check_labels([got[i] for i in range(len(NEWS))], Classifier(TINY), NEWS)
     print(f"Spark vs local Classifier: max abs error {error:.2e}")
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "xlm-roberta", "albert"])
+def test_relatives_unchanged(spark, bs, tmp_path, tokenizer_folders, model_type):
+    """BERT's relatives (issue 17) through the same functions: labels equal the local Classifier, embeddings
+    the local Embedder, on a DistilBERT, an XLM-R (sentencepiece, RoBERTa positions) and an ALBERT checkpoint."""
+    from test_families import NLI_LABELS, SMALL, make_family_checkpoint
+
+    folder = make_family_checkpoint(tmp_path / "nli", model_type, "sequence", SMALL[model_type], 21, tokenizer_folders,
+                                    0.3, labels=NLI_LABELS)
+    texts = NEWS + [None]
+    got = by_id(bs.with_labels(frame(spark, texts), folder, top_k=None), "class")
+    assert got[len(NEWS)] is None
+    check_labels([got[i] for i in range(len(NEWS))], Classifier(folder), NEWS, top_k=None)
+    got = by_id(bs.with_embeddings(frame(spark, texts), folder), "embedding")
+    assert_close(f"Spark {model_type} embeddings vs Embedder", np.array([got[i] for i in range(len(NEWS))]),
+                 Embedder(folder).embed(NEWS), ATOL)
 
 
 @pytest.mark.parametrize("options", [

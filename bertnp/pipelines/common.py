@@ -11,6 +11,9 @@ from ..bert import Bert, load
 from ..errors import InputError, TokenizerError
 from ..tokenizer import _read_json, _token, pad, rust_call
 
+# BERT's special tokens and their RoBERTa-style names (RoBERTa, XLM-R, CamemBERT), for folders that name neither
+ROBERTA_SPECIALS = {"[MASK]": "<mask>", "[CLS]": "<s>", "[UNK]": "<unk>", "[SEP]": "</s>", "[PAD]": "<pad>"}
+
 
 def load_for(model, architecture: str, pipeline: str, backend: str | None = None) -> Bert:
     """A Bert (given, or loaded from a folder or hub id) whose head is `architecture`, with a tokenizer."""
@@ -49,7 +52,7 @@ def run_encodings(bert: Bert, encodings: list, pick, batch_size: int = 32, heads
     results = [None] * len(encodings)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        enc = pad([(np.asarray(encodings[i].ids), np.asarray(encodings[i].type_ids)) for i in rows],
+        enc = pad([(np.asarray(encodings[i].ids), bert.tokenizer.type_ids(encodings[i])) for i in rows],
                   bert.tokenizer.pad_id)
         out = bert(**enc, heads=heads)
         for j, i in enumerate(rows):
@@ -100,10 +103,15 @@ class Decoder:
         settings = _read_json(os.path.join(bert.folder, "tokenizer_config.json")) if bert.folder else {}
         self.clean_up = bool(settings.get("clean_up_tokenization_spaces", False))
         self.settings = settings
+        self.special_tokens = _read_json(os.path.join(bert.folder, "special_tokens_map.json")) if bert.folder else {}
 
     def special_id(self, name: str, default: str) -> int | None:
-        """The id of a special token named in tokenizer_config.json (mask_token, unk_token, ...)."""
-        return self.backend.token_to_id(_token(self.settings.get(name), default))
+        """The id of a special token (mask_token, unk_token, ...) as tokenizer_config.json or
+        special_tokens_map.json name it; else of BERT's default, or RoBERTa's (<mask>, <s>, <unk>)."""
+        named = _token(self.settings.get(name), None) or _token(self.special_tokens.get(name), None)
+        candidates = [named] if named else [default, ROBERTA_SPECIALS.get(default)]
+        return next((self.backend.token_to_id(t) for t in candidates
+                     if t is not None and self.backend.token_to_id(t) is not None), None)
 
     def tokens_to_string(self, tokens: list[str]) -> str:
         decoder = self.backend.decoder
