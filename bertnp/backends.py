@@ -42,11 +42,15 @@ class NumbaBackend:
 
     Preparing it means importing Numba, laying the weights out for the GEMMs (fast.prepare) and compiling
     this dtype's kernels: about 10 s after an install, under a second from Numba's cache. With
-    background=True (what backend=None gives) that happens on a thread of its own, and until it is done
-    forward passes run on the reference path, so that no caller waits for the compiler; the two paths agree
-    within the fast path's parity (tests/claims.py `fast`). Otherwise (backend="numba" asked by name, or
-    deterministic mode, which never mixes paths) it happens here, before the first call. A fork waits for
-    a preparation under way, so that every child inherits the compiled kernels.
+    background=True (what backend=None gives) that happens on a thread of its own, started when the first
+    forward pass has answered (or by `wait`, or before a fork), and until it is done forward passes run on
+    the reference path, so that no caller waits for the compiler; the two paths agree within the fast
+    path's parity (tests/claims.py `fast`). Why after the first answer: begun at load, the preparation
+    competed with that answer for the GIL and both cores, and a one-word first embedding took 0.13 s
+    instead of 0.014 s; a process that embeds one text and exits never prepares at all. Otherwise
+    (backend="numba" asked by name, or deterministic mode, which never mixes paths) it happens here,
+    before the first call. A fork prepares first (or waits for a preparation under way), so that every
+    child inherits the compiled kernels and shares the packed weights.
     """
 
     name = "numba"
@@ -57,9 +61,11 @@ class NumbaBackend:
         self.fast = self.weights = None  # bertnp.fast and its FastWeights, once prepared
         self.error: BaseException | None = None  # why preparing failed; the reference path serves on
         self._prepared = threading.Event()
+        self._unprepared = None  # the weights, until a background preparation starts
+        self._start = threading.Lock()
         if background and not deterministic:
+            self._unprepared = weights
             _PREPARING.add(self)
-            threading.Thread(target=self._prepare, args=(weights,), name="bertnp-prepare", daemon=True).start()
         else:
             self._prepare(weights)
             if self.error is not None:
@@ -81,8 +87,17 @@ class NumbaBackend:
         finally:
             self._prepared.set()
 
+    def _start_preparing(self):
+        """Start the background preparation, once."""
+        with self._start:
+            weights, self._unprepared = self._unprepared, None
+        if weights is not None:
+            threading.Thread(target=self._prepare, args=(weights,), name="bertnp-prepare", daemon=True).start()
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the fast path is prepared (or timeout seconds pass); True when it runs the calls."""
+        """Prepare the fast path now if that has not begun, and block until it is done (or timeout seconds
+        pass); True when it runs the calls."""
+        self._start_preparing()
         self._prepared.wait(timeout)
         return self.fast is not None
 
@@ -90,14 +105,17 @@ class NumbaBackend:
                 numerics=model.TRANSFORMERS, tap=model.no_tap):
         fast = self.fast
         if fast is None or numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement
-            with blas.single_threaded():  # transformers' arithmetic only; BLAS threads: kernels.gemm says why
-                return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
-                                              output_attentions, numerics, tap)
+            try:
+                with blas.single_threaded():  # transformers' arithmetic only; BLAS threads: kernels.gemm says why
+                    return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
+                                                  output_attentions, numerics, tap)
+            finally:
+                self._start_preparing()  # once the first answer is out (class docstring)
         return fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
                             output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
 
-_PREPARING: weakref.WeakSet = weakref.WeakSet()  # NumbaBackends whose preparation may be under way
+_PREPARING: weakref.WeakSet = weakref.WeakSet()  # NumbaBackends preparing in the background, or yet to begin
 
 
 def _wait_for_preparations():

@@ -1,7 +1,7 @@
-"""Numba kernels for the CPU: the ops of bertnp/model.py that BLAS can't do, fused and pad-free.
+"""Numba kernels for the CPU: the ops of bertnp/model.py between the linear layers, fused and pad-free.
 
 A batch arrives packed: only the tokens that count, M of them, as rows of [M, H] arrays (see `pack`).
-GEMMs stay with NumPy's `@` (BLAS); these kernels do what sits between them, each in one pass over
+The linear layers' GEMMs are kernels.packed's; these kernels do what sits between them, each in one pass over
 memory: embedding gather + LayerNorm, bias + activation, bias + residual + LayerNorm, and attention per
 (sequence, head) at the sequence's own length. Each docstring names its twin in bertnp/model.py, and
 tests/test_kernels.py holds every kernel to it in float32 and float64.
@@ -17,8 +17,9 @@ a caller must see, or swap in cruder functions.
 LLVM keeps each instruction's flags when it inlines a small helper (exp) into a kernel, so the flag sets
 coexist; erf is too large for LLVM's inliner, and a call in a loop stops vectorization, so Numba inlines
 it instead, which gives it the caller's flags: only kernels without `reassoc` may call it.
-Numba's cache is keyed on this file alone: keep every kernel and helper here, so that an edit anywhere
-recompiles all of them.
+Numba's cache is keyed on the file of the function it compiled: keep every kernel and helper here, so that
+an edit anywhere recompiles all of them. The one exception is attention's products, which call
+kernels.packed's micro-kernel: after editing kernels/packed.py, touch this file too (or clear the cache).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
+
+from . import packed
 
 SUM_FASTMATH = {"reassoc", "contract", "nsz"}
 EXACT_FASTMATH = {"contract"}
@@ -145,6 +148,17 @@ def _erf(x):
     if x == types.float32:
         return lambda x: erf_float32(x)
     return lambda x: math.erf(x)
+
+
+def panel_width(a):
+    """kernels.packed.NR for the dtype of array a, as a constant LLVM can unroll and vectorize loops by."""
+    return packed.NR[a.dtype]
+
+
+@overload(panel_width, inline="always")
+def _panel_width(a):
+    width = packed.NR[np.dtype(a.dtype.name)]
+    return lambda a: width
 
 
 # ---- packing -------------------------------------------------------------------------------------------
@@ -338,103 +352,103 @@ def bias_activation(x, bias, activation, parallel):
 @serial_kernel
 def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance, relative,
            context, probs, write_probs):
-    """One (sequence s, head h) of `attention`."""
+    """One (sequence s, head h) of `attention`: two small GEMMs on kernels.packed's micro-kernel, transposed
+    so that queries run along the SIMD lanes, W (two vectors) at a time.
+
+    QUERY_BLOCK queries at a time, in QP panels of W queries:
+      scores^T [QP, nk, W] = K Q^T: K read in place from qkv (MR keys per micro-kernel call), Q^T + bias
+                             copied into panels [QP, D, W], the layout of a packed weight;
+      softmax down each panel's columns over the nk keys, elementwise across the lanes (no horizontal
+                             reduction: max and sum vectorize);
+      context^T [QP, D, W] = V^T exp(scores)^T: V^T copied once into [D, nk] (MR rows of D per call).
+    K's bias is left out of scores: it adds q . key_bias to every score of query q, which softmax cancels
+    (relative_key_query's term, which multiplies keys by positions, adds it back).
+    """
     H = context.shape[1]
     D = H // n_heads
     P = (distance.shape[0] + 1) // 2
     F = qkv.dtype.type
+    W = panel_width(qkv)
+    MR = packed.MR
     scale = F(D**-0.5)
     q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
     nk = q1 - k0
+    QP = QUERY_BLOCK // W
     q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
-    keys, values = qkv[k0:q1, k_col:k_col + D], qkv[k0:q1, v_col:v_col + D]  # [nk, D] each, bias not yet added
     query_bias, key_bias, value_bias = qkv_bias[q_col:q_col + D], qkv_bias[k_col:k_col + D], qkv_bias[v_col:v_col + D]
-    queries_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
-    scores_t = np.empty((nk, QUERY_BLOCK), qkv.dtype)  # [nk, b]: one key per row, one query per lane
-    top = np.empty(QUERY_BLOCK, qkv.dtype)
-    total = np.empty(QUERY_BLOCK, np.float64)
-    inv_total = np.empty(QUERY_BLOCK, qkv.dtype)
-    context_t = np.empty((D, QUERY_BLOCK), qkv.dtype)  # [D, b]
+    values_t = np.empty((D, nk), qkv.dtype)  # V^T, its bias added after the division
+    for j in range(nk):
+        value = qkv[k0 + j, v_col:v_col + D]
+        for d in range(D):
+            values_t[d, j] = value[d]
+    queries_t = np.zeros((QP, D, W), qkv.dtype)  # Q^T + bias; zero lanes past the last query
+    scores_t = np.empty((QP, nk, W), qkv.dtype)
+    context_t = np.empty((QP, D, W), qkv.dtype)  # exp(scores) V, transposed, before the division
+    top = np.empty(W, qkv.dtype)
+    total = np.empty(W, np.float64)
+    inv_total = np.empty((QP, W), qkv.dtype)
+    flat_qkv, flat_v = qkv.reshape(-1), values_t.reshape(-1)
+    flat_q, flat_s, flat_c = queries_t.reshape(-1), scores_t.reshape(-1), context_t.reshape(-1)
     for b0 in range(q0, q1, QUERY_BLOCK):
         nb = min(QUERY_BLOCK, q1 - b0)
-        queries = qkv[b0:b0 + nb, q_col:q_col + D]
-        for d in range(D):
-            q_t, bias = queries_t[d], query_bias[d]
-            for i in range(nb):
-                q_t[i] = queries[i, d] + bias
-        for j in range(nk):  # scores^T = K Q^T, one key (row) at a time, kept in L1 until scaled
-            row, key = scores_t[j], keys[j]
-            for i in range(nb):
-                row[i] = 0
-            d = 0
-            while d + 4 <= D:
-                a0, a1 = key[d] + key_bias[d], key[d + 1] + key_bias[d + 1]
-                a2, a3 = key[d + 2] + key_bias[d + 2], key[d + 3] + key_bias[d + 3]
-                c0, c1, c2, c3 = queries_t[d], queries_t[d + 1], queries_t[d + 2], queries_t[d + 3]
-                for i in range(nb):
-                    row[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
-                d += 4
-            for d in range(d, D):
-                a0, c0 = key[d] + key_bias[d], queries_t[d]
-                for i in range(nb):
-                    row[i] += a0 * c0[i]
-            if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ k . table[t_q - t_k])
-                t_k = token_index[k0 + j] % T
-                for i in range(nb):
-                    table = distance[token_index[b0 + i] % T - t_k + P - 1]
-                    term = F(0.0)
-                    for d in range(D):
-                        term += queries_t[d, i] * table[d]
-                    if relative == 2:
-                        for d in range(D):
-                            term += (key[d] + key_bias[d]) * table[d]
-                    row[i] += term
-            for i in range(nb):  # model.softmax begins: scale, and the largest score of each query
-                row[i] *= scale
-                top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
+        panels = (nb + W - 1) // W
         for i in range(nb):
-            total[i] = 0.0
-        for j in range(nk):
-            row = scores_t[j]
-            if uniform[s]:  # every key masked: the reference's softmax of equal values
-                for i in range(nb):
-                    row[i] = 1
-                    total[i] += 1
-            else:
-                for i in range(nb):
-                    row[i] = exp(row[i] - top[i])
-                    total[i] += row[i]
-        for d in range(D):  # context^T = V^T exp(scores)^T, four keys per pass over the [D, b] output in L1
-            out = context_t[d]
-            for i in range(nb):
-                out[i] = 0
-        j = 0
-        while j + 4 <= nk:
-            c0, c1, c2, c3 = scores_t[j], scores_t[j + 1], scores_t[j + 2], scores_t[j + 3]
+            query, q_t, lane = qkv[b0 + i, q_col:q_col + D], queries_t[i // W], i % W
             for d in range(D):
-                a0, a1, a2, a3 = values[j, d], values[j + 1, d], values[j + 2, d], values[j + 3, d]
-                out = context_t[d]
-                for i in range(nb):
-                    out[i] += a0 * c0[i] + a1 * c1[i] + a2 * c2[i] + a3 * c3[i]
-            j += 4
-        for j in range(j, nk):
-            c0 = scores_t[j]
+                q_t[d, lane] = query[d] + query_bias[d]
+        for i in range(nb, panels * W):
+            q_t, lane = queries_t[i // W], i % W
             for d in range(D):
-                a0, out = values[j, d], context_t[d]
-                for i in range(nb):
-                    out[i] += a0 * c0[i]
+                q_t[d, lane] = 0
+        for p in range(panels):
+            for j in range(0, nk, MR):  # scores^T = K Q^T: [nk, D] @ [D, W]
+                packed._micro_rows(flat_qkv, (k0 + j) * 3 * H + k_col, 3 * H, flat_q, p * D * W, flat_s,
+                                   (p * nk + j) * W, W, D, False, min(MR, nk - j))
+            s_t, q_t = scores_t[p], queries_t[p]  # [nk, W], [D, W]
+            if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ (k + key_bias) . table[t_q - t_k])
+                for j in range(nk):
+                    t_k, key = token_index[k0 + j] % T, qkv[k0 + j, k_col:k_col + D]
+                    for i in range(min(W, nb - p * W)):
+                        table = distance[token_index[b0 + p * W + i] % T - t_k + P - 1]
+                        term = F(0.0)
+                        for d in range(D):
+                            term += q_t[d, i] * table[d]
+                        if relative == 2:
+                            for d in range(D):
+                                term += (key[d] + key_bias[d]) * table[d]
+                        s_t[j, i] += term
+            for j in range(nk):  # model.softmax begins: scale, and the largest score of each query
+                row = s_t[j]
+                for i in range(W):
+                    row[i] *= scale
+                    top[i] = row[i] if j == 0 or row[i] > top[i] else top[i]
+            for i in range(W):
+                total[i] = 0.0
+            for j in range(nk):
+                row = s_t[j]
+                if uniform[s]:  # every key masked: the reference's softmax of equal values
+                    for i in range(W):
+                        row[i] = 1
+                        total[i] += 1
+                else:
+                    for i in range(W):
+                        row[i] = exp(row[i] - top[i])
+                        total[i] += row[i]
+            for i in range(W):
+                inv_total[p, i] = F(1.0 / total[i])
+            for d in range(0, D, MR):  # context^T = V^T exp(scores)^T: [D, nk] @ [nk, W]
+                packed._micro_rows(flat_v, d * nk, nk, flat_s, p * nk * W, flat_c, (p * D + d) * W, W, nk, False,
+                                   min(MR, D - d))
         for i in range(nb):  # probabilities sum to 1, so the value bias adds once, after the division
-            inv_total[i] = F(1.0 / total[i])
-        outputs = context[b0:b0 + nb, q_col:q_col + D]
-        for d in range(D):
-            c_t, bias = context_t[d], value_bias[d]
-            for i in range(nb):
-                outputs[i, d] = c_t[i] * inv_total[i] + bias
+            out, c_t, lane = context[b0 + i, q_col:q_col + D], context_t[i // W], i % W
+            inv = inv_total[i // W, lane]
+            for d in range(D):
+                out[d] = c_t[d, lane] * inv + value_bias[d]
         if write_probs:
             for i in range(nb):
-                t_q = token_index[b0 + i] % T
+                t_q, p, lane = token_index[b0 + i] % T, i // W, i % W
                 for j in range(nk):
-                    probs[s, h, t_q, token_index[k0 + j] % T] = scores_t[j, i] * inv_total[i]
+                    probs[s, h, t_q, token_index[k0 + j] % T] = scores_t[p, j, lane] * inv_total[p, lane]
 
 
 @kernel
@@ -448,12 +462,8 @@ def attention(qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_he
     and, when write_probs, the probabilities into probs [B, N, T, T] at the tokens' padded positions
     (probs must hold zeros: the entries of uncomputed positions are left as they are).
 
-    Queries run along the SIMD lanes, QUERY_BLOCK at a time, and every inner loop is elementwise over
-    them: scores^T = K Q^T (rank-4 updates), softmax down each column (max and sum elementwise, no
-    horizontal reduction), context^T = V^T scores^T (rank-4 updates). LLVM vectorizes all of it. K and
-    V are read in place from qkv, a scalar at a time; only Q is copied, transposed, into scratch.
-    These loops reach about half of one core's FMA peak; np.dot per head (BLAS, but through SciPy, a
-    dependency we avoid) would be about 3x faster on the two products, which are ~5% of a forward pass.
+    The two products per (sequence, head) run on kernels.packed's register-blocked micro-kernel (`attend`
+    says how): on MiniLM 32x128 attention was a fifth of a forward pass with the rank-4 loops it replaced.
     """
     S = seq_start.shape[0] - 1
     if not parallel:

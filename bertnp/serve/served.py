@@ -41,6 +41,8 @@ class ServedModel:
             self.kind = "reranker" if self.model.config.num_labels == 1 else "classifier"
             self.embedder = None
             self.classifier = Classifier(self.model, labels=labels)
+        if hasattr(self.model.backend, "wait"):  # a server lives long: prepare the fast path now, in the background
+            self.model.backend.wait(0)
         folder = self.model.folder or "model"
         self.name = name or os.path.basename(os.path.normpath(folder))
 
