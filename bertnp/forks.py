@@ -3,7 +3,7 @@
 
 A child inherits every lock in the state it was in, and only the thread that forked: a lock held by
 another thread stays held forever, and a preparation under way on another thread never ends. So before
-fork, bertnp waits for what is under way (`wait_before_fork`: a background preparation of the fast path),
+fork, bertnp finishes what is under way or pending (`wait_before_fork`: the background preparation of the fast path),
 then takes its locks in their usual order (`hold_across_fork`), so that no forward pass is in flight;
 both processes release them after. One hook does it all, in that order: hooks registered separately run
 in reverse order of import, which would take the locks before waiting for a preparation that needs them.

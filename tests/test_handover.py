@@ -47,6 +47,21 @@ def test_the_reference_path_answers_until_the_kernels_are_ready(minilm_path, mon
     assert not after[~real].any()  # the fast path ran: it leaves padded positions at zero
 
 
+def test_the_preparation_starts_after_the_first_answer(minilm_path, monkeypatch):
+    """Begun at load, it competed with the first answer for the GIL and the cores (bertnp/backends.py)."""
+    started = []
+    prepare = fast.prepare
+    monkeypatch.setattr(fast, "prepare", lambda *args: started.append(1) or prepare(*args))
+    monkeypatch.delenv("BERTNP_BACKEND", raising=False)
+    model = bertnp.load(minilm_path)
+    enc = model.tokenize(TEXTS)
+    assert not started and model.backend.fast is None
+    model(**enc)
+    assert model.backend.wait(60) and started == [1]  # begun by the first call, once
+    model(**enc)
+    assert started == [1]
+
+
 def test_asked_for_by_name_or_deterministic_it_is_ready_at_once(minilm_path, monkeypatch):
     monkeypatch.delenv("BERTNP_BACKEND", raising=False)
     assert bertnp.load(minilm_path, backend="numba").backend.fast is not None
