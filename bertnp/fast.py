@@ -24,10 +24,14 @@ embedding kernel, ELECTRA's and ALBERT's projection from E to H is one more pack
 layers are packed once and run in turn, and the relatives' classification head (model.classification_head)
 reads position 0 as the pooler does.
 
-Threads: no BLAS runs here. Below PARALLEL_MIN_TOKENS packed tokens the kernels run on the calling thread,
-from there on on Numba's threads; kernels.gemm cuts a large enough GEMM into blocks that its threads and
-the caller share. kernels.threads() threads, in whichever Python thread calls (kernels.set_threads sets
-it). No result depends on the thread count.
+Threads: no BLAS runs here, and neither do Numba's threads. With kernels.threads() > 1 the forward pass
+shares its work with a team of helper threads that spin while it runs and sleep between calls
+(kernels.team says why): each GEMM in blocks of rows (or, for a few rows, of weight panels), each block
+followed by its row kernel (bias + activation, bias + residual + LayerNorm) while it is in cache, and
+attention in blocks of (sequence, head) pairs. The caller takes blocks too and never waits for a helper
+that has not begun one, so a busy core slows a call down instead of stalling it. kernels.threads()
+threads, in whichever Python thread calls (kernels.set_threads sets it). No result depends on the thread
+count or on who computed a block.
 
 Shape letters as in model.py, plus M packed tokens.
 """
@@ -41,11 +45,10 @@ import numpy as np
 
 from . import kernels, model
 from .config import BertConfig
-from .kernels import LAUNCH_LOCK, cpu, gemm, packed
+from .kernels import LAUNCH_LOCK, cpu, gemm, packed, team
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm, release_pages
 
-PARALLEL_MIN_TOKENS = 128  # MiniLM, 2 cores: 64 tokens 12.5 ms on the calling thread vs 16.1 ms split; 256: 53.5 vs 47.4
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,12 @@ def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
 
 def warm_up(fast_weights: FastWeights, config: BertConfig) -> None:
     """Compile every kernel `forward` calls for the weights' dtype (or load them from Numba's cache): one
-    two-token forward pass. The kernels take `parallel` and the relative-position kind as arguments, so
-    this one specialization serves every batch."""
+    two-token forward pass, and what a team of helper threads runs (kernels.team.warm_up). The kernels
+    take the relative-position kind and the activation as arguments, so this one specialization serves
+    every batch."""
     ids = np.zeros((1, 2), np.int64)
     forward(ids, np.ones_like(ids), ids, fast_weights, config)
+    team.warm_up(fast_weights.embeddings.word.dtype)
 
 
 def release_originals(weights: BertWeights) -> None:
@@ -162,14 +167,19 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
     with LAUNCH_LOCK:
         tokens = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
         threads = kernels.threads()
-        numba.set_num_threads(threads)  # Numba's count is per Python thread: this one may never have set it
-        parallel = threads > 1 and tokens[0].shape[0] >= PARALLEL_MIN_TOKENS
-        return _forward(input_ids, types, positions, tokens, fast_weights, config, output_hidden_states,
-                        output_attentions, parallel, threads)
+        helpers = team.team(threads - 1) if threads > 1 else None  # they spin for this forward pass only
+        if helpers is not None:
+            helpers.unpark()
+        try:
+            return _forward(input_ids, types, positions, tokens, fast_weights, config, output_hidden_states,
+                            output_attentions, threads, helpers)
+        finally:
+            if helpers is not None:
+                helpers.park()
 
 
-def _forward(input_ids, types, positions, tokens, w, config, output_hidden_states, output_attentions, parallel,
-             gemm_threads):
+def _forward(input_ids, types, positions, tokens, w, config, output_hidden_states, output_attentions, threads,
+             helpers):
     token_index, seq_start, key_start, uniform = tokens
     B, T = input_ids.shape
     M = token_index.shape[0]
@@ -177,14 +187,17 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     H, N, I = config.hidden_size, config.num_attention_heads, config.intermediate_size
     eps = config.layer_norm_eps
 
-    def linear(a, dense, out):  # model.linear without its bias (the kernel that follows adds it)
-        return gemm.matmul(a, dense.weight, out, gemm_threads)
+    def linear(a, dense, out, **then):  # model.linear without its bias, or with the row kernel that follows
+        return gemm.matmul(a, dense.weight, out, threads, helpers, **then)
+
+    def norm(n):  # a LayerNorm's arguments to kernels.gemm.matmul's epilogue
+        return {"gamma": n.weight, "beta": n.bias, "eps": eps}
 
     e = w.embeddings
     x = np.empty((M, H), dtype)
     embedded = x if w.project is None else np.empty((M, e.word.shape[1]), dtype)  # [M, E]
     cpu.embed_layer_norm(input_ids, types, token_index, e.word, e.position, e.token_type, e.norm.weight,
-                         e.norm.bias, eps, w.relative == 0, embedded, parallel, positions)  # [B, T] -> [M, E]
+                         e.norm.bias, eps, w.relative == 0, embedded, False, positions)  # [B, T] -> [M, E]
     if w.project is not None:  # model.embeddings_project: [M, E] @ [E, H] -> [M, H]
         linear(embedded, w.project, x)
         x += w.project.bias
@@ -199,16 +212,19 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     for layer in w.layers:
         linear(x, layer.qkv, qkv)  # [M, H] @ [H, 3H] -> [M, 3H]
         probs = np.zeros((B, N, T, T), dtype) if output_attentions else no_probs
-        cpu.attention(qkv, layer.qkv.bias, seq_start, key_start, uniform, token_index, T, N, layer.distance,
-                      w.relative, context, probs, output_attentions, parallel)  # -> [M, H], [B, N, T, T]
-        linear(context, layer.attention_output, projected)  # [M, H] @ [H, H] -> [M, H]
-        cpu.bias_residual_layer_norm(projected, layer.attention_output.bias, x, layer.attention_norm.weight,
-                                     layer.attention_norm.bias, eps, parallel)  # BertSelfOutput: x [M, H]
-        linear(x, layer.intermediate, intermediate)  # [M, H] @ [H, I] -> [M, I]
-        cpu.bias_activation(intermediate, layer.intermediate.bias, w.activation, parallel)  # BertIntermediate
-        linear(intermediate, layer.output, projected)  # [M, I] @ [I, H] -> [M, H]
-        cpu.bias_residual_layer_norm(projected, layer.output.bias, x, layer.output_norm.weight,
-                                     layer.output_norm.bias, eps, parallel)  # BertOutput: x [M, H]
+        if helpers is not None:  # kernels.cpu.attention, its (sequence, head) pairs shared with the team
+            helpers.attention(min(B * N, 8 * threads), qkv, layer.qkv.bias, seq_start, key_start, uniform,
+                              token_index, T, N, layer.distance, w.relative, context, probs, output_attentions)
+        else:
+            cpu.attention(qkv, layer.qkv.bias, seq_start, key_start, uniform, token_index, T, N, layer.distance,
+                          w.relative, context, probs, output_attentions, False)  # -> [M, H], [B, N, T, T]
+        # BertSelfOutput: [M, H] @ [H, H], then x = cpu.bias_residual_layer_norm(projected, bias, x): [M, H]
+        linear(context, layer.attention_output, projected, bias=layer.attention_output.bias, residual=x,
+               **norm(layer.attention_norm))
+        # BertIntermediate: [M, H] @ [H, I], then cpu.bias_activation: [M, I]
+        linear(x, layer.intermediate, intermediate, bias=layer.intermediate.bias, activation=w.activation)
+        # BertOutput: [M, I] @ [I, H], then x = cpu.bias_residual_layer_norm(projected, bias, x): [M, H]
+        linear(intermediate, layer.output, projected, bias=layer.output.bias, residual=x, **norm(layer.output_norm))
         if output_hidden_states:
             hidden_states.append(_scatter(x, token_index, B, T))
         if output_attentions:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import packed
+from . import cpu, packed
 
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
@@ -30,12 +30,23 @@ _executor_threads = 0
 
 SPLIT_ROWS = 64  # from this many rows, blocks of rows; below, blocks of panels (each thread streams its own weights)
 MIN_SPLIT_WORK = 16_000_000  # multiply-adds below which one thread does it all (a helper takes ~20 us to wake)
+TEAM_MIN_WORK = 1_000_000  # the same with a spinning team: one 16-token text's GEMMs (2.4M to 9.4M) are split
+ROWS_PER_BLOCK = 192  # a team's blocks of rows: small enough that the caller and helpers finish together
 
 
-def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int) -> np.ndarray:
+def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int, team=None, bias=None, activation=None,
+           residual=None, gamma=None, beta=None, eps=0.0) -> np.ndarray:
     """out = a @ w, w packed by kernels.packed.pack, cut into 2 blocks per thread that up to `threads`
     threads compute: blocks of rows for a large a, blocks of output panels for a few rows (then each thread
     reads only its share of the weights, which is what bounds a GEMM of few rows).
+
+    With a kernels.team.Team (bertnp.fast keeps one spinning during a forward pass), its helpers take the
+    blocks, from TEAM_MIN_WORK multiply-adds: they start within a microsecond, where this module's pool
+    takes a wake-up (up to 200 us on a virtual machine) for each GEMM.
+
+    With bias (and activation, or residual, gamma, beta and eps), the row kernel that follows the GEMM in
+    BERT runs on its output: kernels.cpu.bias_activation or bias_residual_layer_norm (Team.matmul says
+    how), on each block of rows as the team computes it.
 
     a [R, K] and out [R, N] C-contiguous. The calling thread takes blocks too, and waits only for blocks a
     helper has begun: on a machine whose other cores are busy, a helper that the OS has not scheduled yet
@@ -44,8 +55,25 @@ def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int) -> 
     """
     rows, inner = a.shape
     P = panels.shape[0]
-    if threads <= 1 or rows * inner * P * panels.shape[2] < MIN_SPLIT_WORK:
-        return packed.matmul(a, panels, out)
+    work = rows * inner * P * panels.shape[2]
+    if team is not None and threads > 1 and work >= TEAM_MIN_WORK:
+        by_rows = rows >= SPLIT_ROWS
+        count = min(max(2 * threads, -(-rows // ROWS_PER_BLOCK)), rows) if by_rows else min(2 * threads, P)
+        return team.matmul(a, panels, out, count, by_rows, bias, activation, residual, gamma, beta, eps)
+    if threads <= 1 or work < MIN_SPLIT_WORK:
+        packed.matmul(a, panels, out)
+    else:
+        _split(a, panels, out, threads)
+    if bias is not None and residual is None:
+        cpu.bias_activation(out, bias, activation, False)
+    elif bias is not None:
+        cpu.bias_residual_layer_norm(out, bias, residual, gamma, beta, eps, False)
+    return out
+
+
+def _split(a, panels, out, threads):
+    """out = a @ w in blocks that this module's pool and the caller share."""
+    rows, P = a.shape[0], panels.shape[0]
     count = 2 * threads
     if rows >= SPLIT_ROWS:
         bounds = [rows * i // count for i in range(count + 1)]

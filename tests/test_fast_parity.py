@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from parity import assert_claim, compare_outputs, computed_positions, summary
 
 import bertnp
-from bertnp import fast, model
-from bertnp.kernels import packed
+from bertnp import fast, kernels, model
+from bertnp.kernels import gemm, packed
 from bertnp.config import BertConfig
 from bertnp.weights import build_tree, expected_shapes
 
@@ -31,6 +31,14 @@ TEXTS = [
     "ALL CAPS AND MiXeD cAsE with numbers 3.14159 and 1,000,000.",
     "",
 ]
+
+
+def run_on(patch, threads: int, split_rows: int = gemm.SPLIT_ROWS):
+    """fast.forward on `threads` threads: with 2, every GEMM, however small, in blocks that the team's helper
+    and the caller share (blocks of rows from split_rows rows, else of panels), attention too."""
+    patch.setattr(kernels, "threads", lambda: threads)
+    patch.setattr(gemm, "TEAM_MIN_WORK", 0)
+    patch.setattr(gemm, "SPLIT_ROWS", split_rows)
 
 
 def random_weights(config: BertConfig, dtype, seed: int, pooler: bool, classifier: bool):
@@ -111,11 +119,12 @@ def test_random_checkpoints_match_reference(data):
     config, pooler, classifier = data.draw(checkpoints(), label="config")
     enc = data.draw(batches(config), label="batch")
     seed = data.draw(st.integers(0, 1000), label="seed")
-    threads = data.draw(st.booleans(), label="threads")  # kernels on Numba's threads, GEMMs split; or not
+    threads = data.draw(st.sampled_from([1, 2]), label="threads")  # with the team, or on the calling thread
+    split_rows = data.draw(st.sampled_from([1, 4, gemm.SPLIT_ROWS]), label="split_rows")
     for dtype in (np.float32, np.float64):
         weights = random_weights(config, dtype, seed, pooler, classifier)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fast, "PARALLEL_MIN_TOKENS", 1 if threads else 10**9)
+            run_on(patch, threads, split_rows)
             out = fast.forward(**enc, fast_weights=fast.prepare(weights, config), config=config,
                                output_hidden_states=True, output_attentions=True)
         ref = model.bert(**enc, weights=weights, config=config, xp=np, output_hidden_states=True,
@@ -169,8 +178,8 @@ def minilm(minilm_path):
 
 @pytest.fixture(params=["one thread", "threads"])
 def regime(request, monkeypatch):
-    """Both ways fast.forward runs: kernels on the calling thread, or on Numba's threads with split GEMMs."""
-    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 10**9 if request.param == "one thread" else 1)
+    """Both ways fast.forward runs: on the calling thread, or in blocks shared with the team."""
+    run_on(monkeypatch, 1 if request.param == "one thread" else 2)
     return request.param
 
 
@@ -188,14 +197,14 @@ def test_minilm_mixed_lengths_match_reference(minilm, dtype, regime):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch, dtype):
-    """Alone, a text runs on the calling thread; in the batch, on every thread with split GEMMs. Bit for bit
+    """Alone, a text runs on the calling thread; in the batch, in blocks shared with the team. Bit for bit
     the same: the kernels work per row or per (sequence, head), and kernels.packed sums each row of a GEMM in
     one fixed order."""
     m, fw = minilm[np.dtype(dtype).name]
     batch = m.tokenize(TEXTS)
-    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 1)
+    run_on(monkeypatch, 2, split_rows=1)
     together = fast.forward(**batch, fast_weights=fw, config=m.config)
-    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 10**9)
+    run_on(monkeypatch, 1)
     for i, text in enumerate(TEXTS):
         alone = fast.forward(**m.tokenize([text]), fast_weights=fw, config=m.config)
         n = int(batch["attention_mask"][i].sum())
@@ -205,10 +214,10 @@ def test_minilm_text_alone_equals_text_in_batch(minilm, monkeypatch, dtype):
 
 
 def test_minilm_forward_from_many_python_threads(minilm, monkeypatch):
-    """Concurrent callers must neither crash the workqueue layer (it aborts the process when two threads
-    launch kernels at once: fast.forward takes kernels.LAUNCH_LOCK) nor mix up their results."""
+    """Concurrent callers must not mix up their results: one team serves one caller at a time (fast.forward
+    takes kernels.LAUNCH_LOCK)."""
     m, fw = minilm["float32"]
-    monkeypatch.setattr(fast, "PARALLEL_MIN_TOKENS", 1)  # every call launches parallel kernels
+    run_on(monkeypatch, 2)  # every call runs with the team
     encodings = [m.tokenize(TEXTS[i:] + TEXTS[:i]) for i in range(4)]
     expected = [fast.forward(**enc, fast_weights=fw, config=m.config).last_hidden_state for enc in encodings]
     results, errors = [None] * 4, []

@@ -1,0 +1,415 @@
+"""A team of helper threads that wait for the next GEMM by spinning, for the GEMMs of small batches.
+
+Why: waking a sleeping thread (a futex) takes 50 to 200 us on a virtual machine, and so does handing the GIL
+to a thread that sleeps on it. One 16-token MiniLM text runs 24 GEMMs of 60 to 150 us each, streaming 42 MB
+of packed weights: split between two cores with one wake-up per GEMM it took 5.4 ms instead of 3.3 on one
+core; split with one wake-up per forward pass, 2.1-2.4 ms (the second core brings its own memory bandwidth).
+So during a forward pass of a small batch the helpers do not sleep: each runs `_serve`, compiled code
+without the GIL that spins on a job word until the caller publishes a GEMM, claims blocks of it, and spins
+again. Between forward passes they sleep (`park`), and a helper that sees no job for SPIN_LIMIT spins
+parks itself, so that a team never burns a core for long when nobody calls.
+
+A job is a GEMM of kernels.packed: out [M, N] = a [M, K] @ w, cut into `count` blocks of rows or of
+panels. The caller writes the arrays' addresses and shapes into `control` (an int64 array), then publishes
+the job by a release store of its generation. Blocks are claimed by compare-and-swap on one word that holds
+(generation << 32 | next block): a helper that read an older job's fields can never claim a block of a newer
+one, and a claim that succeeds proves that the fields read before it are that job's (the caller writes the
+next job only when every block of this one is done). The caller claims blocks too, so no caller ever waits
+for a helper that is not running: it waits only for blocks that a helper has claimed (on a busy machine, a
+descheduled helper costs at most the block it holds, as with kernels.gemm's pool).
+
+Results do not depend on who computes a block: every output row is one fixed-order sum (kernels.packed).
+Not reentrant: one caller at a time (bertnp.fast holds kernels.LAUNCH_LOCK).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import cpu, packed
+
+SPIN_LIMIT = 2_000_000  # pause instructions without a job before a helper parks itself (~10-40 ms)
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+# control words: the job's state, then its scalars, then its arrays (an address and 4 dimensions each)
+GENERATION, CLAIM, DONE, PARK, STOP, KIND, FLOAT64, COUNT, BY_ROWS, T, HEADS, RELATIVE, WRITE_PROBS = range(13)
+EPILOGUE, ACTIVATION, EPS = 13, 14, 15  # a GEMM's: what runs on each block of rows once computed; eps: float bits
+ARRAYS, SLOT = 16, 5  # array i: words ARRAYS + SLOT * i (address), then its shape
+WORDS = ARRAYS + SLOT * 10
+GEMM, ATTENTION = 0, 1  # kinds of job
+NONE, BIAS_ACTIVATION, BIAS_RESIDUAL_NORM = 0, 1, 2  # a GEMM's epilogue: kernels.cpu's row kernels, fused
+
+
+# ---- atomics on int64 arrays, and pointers ---------------------------------------------------------------
+
+
+def _element(context, builder, array_type, array, index):
+    base = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(base, [index])
+
+
+@intrinsic
+def _load(typingctx, array, index):
+    """array[index] with acquire ordering."""
+    def codegen(context, builder, signature, args):
+        pointer = _element(context, builder, signature.args[0], *args)
+        return builder.load_atomic(pointer, "acquire", 8)
+    return types.int64(array, index), codegen
+
+
+@intrinsic
+def _store(typingctx, array, index, value):
+    """array[index] = value with release ordering."""
+    def codegen(context, builder, signature, args):
+        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, "release", 8)
+        return context.get_dummy_value()
+    return types.void(array, index, value), codegen
+
+
+@intrinsic
+def _add(typingctx, array, index, value):
+    """array[index] += value, atomically; the old value."""
+    def codegen(context, builder, signature, args):
+        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
+    return types.int64(array, index, value), codegen
+
+
+@intrinsic
+def _cas(typingctx, array, index, expected, value):
+    """array[index] = value if it holds expected, atomically; whether it did."""
+    def codegen(context, builder, signature, args):
+        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        pair = builder.cmpxchg(pointer, args[2], args[3], "seq_cst", "seq_cst")
+        return builder.zext(builder.extract_value(pair, 1), ir.IntType(8))
+    return types.uint8(array, index, expected, value), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """x86 PAUSE: a spinning core yields to its sibling and saves power (nothing elsewhere)."""
+    def codegen(context, builder, signature, args):
+        if X86:
+            function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                      "llvm.x86.sse2.pause")
+            builder.call(function, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _float(typingctx, bits):
+    """The float64 whose bits are the int64 `bits`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(bits), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """The int64 address as a pointer to like's dtype (like: an array, for its type only)."""
+    target = types.CPointer(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(target))
+    return target(address, like), codegen
+
+
+# ---- the work ------------------------------------------------------------------------------------------
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _span(block, count, total):
+    """[first, last) of block `block` of `count` equal blocks of range(total)."""
+    return total * block // count, total * (block + 1) // count
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _claim(control, generation):
+    """The next unclaimed block of job `generation`, or -1 when none is left (or the job is gone)."""
+    while True:
+        word = _load(control, CLAIM)
+        if word >> 32 != generation or word & 0xFFFFFFFF >= control[COUNT]:
+            return -1
+        if _cas(control, CLAIM, word, word + 1):
+            return word & 0xFFFFFFFF
+
+
+@numba.njit(nogil=True, cache=True)
+def _epilogue(control, out, first, last, bias, residual, gamma, beta):
+    """Rows first..last-1 of a GEMM's output, finished: kernels.cpu.bias_activation's or
+    bias_residual_layer_norm's rows (the second writes into residual)."""
+    kind = control[EPILOGUE]
+    if kind == BIAS_ACTIVATION:
+        activation = control[ACTIVATION]
+        for m in range(first, last):
+            cpu.bias_activation_row(out[m], bias, activation)
+    elif kind == BIAS_RESIDUAL_NORM:
+        eps = out.dtype.type(_float(control[EPS]))
+        for m in range(first, last):
+            cpu.bias_residual_layer_norm_row(out[m], bias, residual[m], gamma, beta, eps)
+
+
+@numba.njit(nogil=True, cache=True)
+def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, beta):
+    """Claim and run blocks of a GEMM (blocks of rows, each with its epilogue, or of panels) until none is
+    left."""
+    count, by_rows = control[COUNT], control[BY_ROWS]
+    while True:
+        block = _claim(control, generation)
+        if block < 0:
+            return
+        if by_rows:
+            r0, r1 = _span(block, count, a.shape[0])
+            packed.matmul_block(a, panels, out, r0, r1, 0, panels.shape[0])
+            _epilogue(control, out, r0, r1, bias, residual, gamma, beta)
+        else:
+            p0, p1 = _span(block, count, panels.shape[0])
+            packed.matmul_block(a, panels, out, 0, a.shape[0], p0, p1)
+        _add(control, DONE, 1)
+
+
+@numba.njit(nogil=True, cache=True)
+def _attention_blocks(control, generation, qkv, qkv_bias, seq_start, key_start, uniform, token_index, distance,
+                      context, probs):
+    """Claim and run blocks of (sequence, head) pairs of kernels.cpu.attention until none is left."""
+    count, n_heads = control[COUNT], control[HEADS]
+    length, relative, write_probs = control[T], control[RELATIVE], control[WRITE_PROBS] != 0
+    jobs = (seq_start.shape[0] - 1) * n_heads
+    while True:
+        block = _claim(control, generation)
+        if block < 0:
+            return
+        first, last = _span(block, count, jobs)
+        for job in range(first, last):
+            cpu.attend(job // n_heads, job % n_heads, qkv, qkv_bias, seq_start, key_start, uniform, token_index,
+                       length, n_heads, distance, relative, context, probs, write_probs)
+        _add(control, DONE, 1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _vector(control, i, like):
+    """Array i of the job: 1 dimension, like's dtype."""
+    word = ARRAYS + SLOT * i
+    return numba.carray(_pointer(control[word], like), (control[word + 1],))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _matrix(control, i, like):
+    """Array i of the job: 2 dimensions, like's dtype."""
+    word = ARRAYS + SLOT * i
+    return numba.carray(_pointer(control[word], like), (control[word + 1], control[word + 2]))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _cube(control, i, like):
+    """Array i of the job: 3 dimensions, like's dtype."""
+    word = ARRAYS + SLOT * i
+    return numba.carray(_pointer(control[word], like), (control[word + 1], control[word + 2], control[word + 3]))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _tesseract(control, i, like):
+    """Array i of the job: 4 dimensions, like's dtype."""
+    word = ARRAYS + SLOT * i
+    return numba.carray(_pointer(control[word], like),
+                        (control[word + 1], control[word + 2], control[word + 3], control[word + 4]))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _run(control, generation, like, indices, flags):
+    """A helper's share of job `generation`, its floats of like's dtype."""
+    if control[KIND] == GEMM:
+        _gemm_blocks(control, generation, _matrix(control, 0, like), _cube(control, 1, like),
+                     _matrix(control, 2, like), _vector(control, 3, like), _matrix(control, 4, like),
+                     _vector(control, 5, like), _vector(control, 6, like))
+    else:
+        _attention_blocks(control, generation, _matrix(control, 0, like), _vector(control, 1, like),
+                          _vector(control, 2, indices), _vector(control, 3, indices), _vector(control, 4, flags),
+                          _vector(control, 5, indices), _matrix(control, 6, like), _matrix(control, 7, like),
+                          _tesseract(control, 8, like))
+
+
+@numba.njit(nogil=True, cache=True)
+def _serve(control, like32, like64, indices, flags):
+    """A helper's loop: spin until a job is published, claim its blocks, spin again; return when parked,
+    stopped, or after SPIN_LIMIT spins without a job (having parked itself)."""
+    seen = _load(control, GENERATION)
+    idle = 0
+    while True:
+        if _load(control, PARK) or _load(control, STOP):
+            return
+        generation = _load(control, GENERATION)
+        if generation == seen:
+            idle += 1
+            if idle >= SPIN_LIMIT:
+                _store(control, PARK, 1)
+                return
+            _pause()
+            continue
+        seen, idle = generation, 0
+        if control[FLOAT64]:
+            _run(control, generation, like64, indices, flags)
+        else:
+            _run(control, generation, like32, indices, flags)
+
+
+@numba.njit(nogil=True, cache=True)
+def _publish(control, generation):
+    """Publish the job whose fields the caller wrote (release: a helper that sees the generation sees them)."""
+    _store(control, DONE, 0)
+    _store(control, CLAIM, generation << 32)
+    _store(control, GENERATION, generation)
+
+
+@numba.njit(nogil=True, cache=True)
+def _set(control, index, value):
+    _store(control, index, value)
+
+
+@numba.njit(nogil=True, cache=True)
+def _wait(control):
+    """Until every block is done (the caller has claimed all the others itself)."""
+    count = control[COUNT]
+    while _load(control, DONE) < count:
+        _pause()
+
+
+# ---- the team ------------------------------------------------------------------------------------------
+
+
+class Team:
+    """Helper threads for one caller at a time: `unpark` before a forward pass keeps them spinning, `park`
+    after it lets them sleep; `matmul` and `attention` run one job with them."""
+
+    def __init__(self, helpers: int):
+        self.helpers = helpers
+        self.control = np.zeros(WORDS, np.int64)
+        self.control[PARK] = 1
+        self.wake = threading.Condition(threading.Lock())
+        self.generation = 0
+        self.likes = np.zeros(1, np.float32), np.zeros(1, np.float64), np.zeros(1, np.int64), np.zeros(1, np.bool_)
+        self.threads = [threading.Thread(target=self._helper, name=f"bertnp-team-{i}", daemon=True)
+                        for i in range(helpers)]
+        for thread in self.threads:
+            thread.start()
+
+    def _helper(self):
+        control = self.control
+        while True:
+            with self.wake:
+                while control[PARK] and not control[STOP]:
+                    self.wake.wait()
+            if control[STOP]:
+                return
+            _serve(control, *self.likes)
+
+    def unpark(self):
+        """Helpers spin from now on (they wake within a fraction of a millisecond)."""
+        if self.control[PARK]:
+            with self.wake:
+                _set(self.control, PARK, 0)
+                self.wake.notify_all()
+
+    def park(self):
+        """Helpers go back to sleep after the job at hand."""
+        _set(self.control, PARK, 1)
+
+    def _job(self, kind, count, arrays, **scalars):
+        """Write a job's fields and publish it; its generation. Arrays C-contiguous (read in place)."""
+        control = self.control
+        self.generation = generation = (self.generation + 1) & 0x7FFFFFFF
+        control[KIND], control[COUNT], control[FLOAT64] = kind, count, arrays[0].dtype == np.float64
+        for name, value in scalars.items():
+            control[globals()[name]] = value
+        for i, array in enumerate(arrays):
+            word = ARRAYS + SLOT * i
+            control[word] = array.ctypes.data
+            control[word + 1:word + 1 + array.ndim] = array.shape
+        _publish(control, generation)
+        return generation
+
+    def matmul(self, a, panels, out, count, by_rows, bias=None, activation=None, residual=None, gamma=None,
+               beta=None, eps=0.0):
+        """out = a @ w (w packed by kernels.packed), in `count` blocks of rows (by_rows) or of panels. Then,
+        with bias and activation (a kernels.cpu.ACTIVATION_CODES value): out = activation(out + bias), as
+        kernels.cpu.bias_activation; with bias, residual, gamma, beta and eps: residual = LayerNorm(out + bias
+        + residual), as kernels.cpu.bias_residual_layer_norm. Blocks of rows run it as each is computed."""
+        epilogue = NONE if bias is None else BIAS_ACTIVATION if residual is None else BIAS_RESIDUAL_NORM
+        arrays = (a, panels, out, out[0] if bias is None else bias, out if residual is None else residual,
+                  out[0] if gamma is None else gamma, out[0] if beta is None else beta)
+        generation = self._job(GEMM, count, arrays, BY_ROWS=by_rows, EPILOGUE=epilogue,
+                               ACTIVATION=activation or 0, EPS=np.float64(eps).view(np.int64))
+        _gemm_blocks(self.control, generation, *arrays)
+        _wait(self.control)
+        if not by_rows and epilogue != NONE:  # blocks of panels: the rows are whole only now
+            _epilogue(self.control, out, 0, out.shape[0], *arrays[3:])
+        return out
+
+    def attention(self, count, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance,
+                  relative, context, probs, write_probs):
+        """kernels.cpu.attention, its (sequence, head) pairs in `count` blocks."""
+        arrays = (qkv, qkv_bias, seq_start, key_start, uniform, token_index, distance, context, probs)
+        generation = self._job(ATTENTION, count, arrays, T=T, HEADS=n_heads, RELATIVE=relative,
+                               WRITE_PROBS=write_probs)
+        _attention_blocks(self.control, generation, *arrays)
+        _wait(self.control)
+        return context
+
+    def stop(self):
+        with self.wake:
+            _set(self.control, STOP, 1)
+            self.wake.notify_all()
+
+
+def warm_up(dtype) -> None:
+    """Compile (or load from Numba's cache) what a team runs for float arrays of dtype, on this thread: every
+    job and epilogue on a team without helpers, and a helper's loop, which returns at once when stopped."""
+    crew = Team(0)
+    one = np.ones((2, 2), dtype)
+    panels = packed.pack(one)
+    for kind in ({}, {"bias": one[0], "activation": 0}, {"bias": one[0], "residual": one.copy(), "gamma": one[0],
+                                                          "beta": one[0], "eps": 1e-12}):
+        crew.matmul(one, panels, np.empty((2, 2), dtype), 2, True, **kind)
+    index = np.zeros(2, np.int64)
+    crew.attention(1, np.ones((1, 3), dtype), np.zeros(3, dtype), np.array([0, 1]), index[:1], np.zeros(1, np.bool_),
+                   index[:1], 1, 1, np.zeros((1, 1), dtype), 0, np.empty((1, 1), dtype), np.zeros((1, 1, 1, 1), dtype),
+                   False)
+    crew.control[STOP] = 1
+    _serve(crew.control, *crew.likes)
+
+
+_team: Team | None = None
+
+
+def team(helpers: int) -> Team:
+    """The process's team of `helpers` helper threads (a new one when the count changes), at most one fewer
+    than the cores this process may run on: a spinning helper without a core of its own would only take
+    time from the caller."""
+    global _team
+    helpers = min(helpers, max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+                               os.cpu_count() or 1, 1) - 1)
+    if _team is None or _team.helpers != helpers:
+        if _team is not None:
+            _team.stop()
+        _team = Team(helpers)
+    return _team
+
+
+def _forget_team_after_fork() -> None:
+    """A forked child has none of the team's threads: it starts its own when it needs one."""
+    global _team
+    _team = None
+
+
+os.register_at_fork(after_in_child=_forget_team_after_fork)
