@@ -1,25 +1,35 @@
-"""A team of helper threads that wait for the next GEMM by spinning, for the GEMMs of small batches.
+"""A team of helper threads that wait for the fast path's next job by spinning, and sleep between calls.
 
 Why: waking a sleeping thread (a futex) takes 50 to 200 us on a virtual machine, and so does handing the GIL
 to a thread that sleeps on it. One 16-token MiniLM text runs 24 GEMMs of 60 to 150 us each, streaming 42 MB
 of packed weights: split between two cores with one wake-up per GEMM it took 5.4 ms instead of 3.3 on one
-core; split with one wake-up per forward pass, 2.1-2.4 ms (the second core brings its own memory bandwidth).
-So during a forward pass of a small batch the helpers do not sleep: each runs `_serve`, compiled code
-without the GIL that spins on a job word until the caller publishes a GEMM, claims blocks of it, and spins
-again. Between forward passes they sleep (`park`), and a helper that sees no job for SPIN_LIMIT spins
-parks itself, so that a team never burns a core for long when nobody calls.
+core; with one wake-up per forward pass, 2.1-2.4 ms (the second core brings its own memory bandwidth).
+Batches of a few hundred tokens lost a third of the second core the same way. So while bertnp.fast runs a
+forward pass (`unpark` ... `park`), the helpers do not sleep: each runs `_serve`, compiled code without the
+GIL that spins on the control words until the caller publishes a job, claims blocks of it, and spins
+again. Between forward passes they sleep, and a helper that sees no job for SPIN_LIMIT spins parks
+itself, so that a team never burns a core for long when nobody calls.
 
-A job is a GEMM of kernels.packed: out [M, N] = a [M, K] @ w, cut into `count` blocks of rows or of
-panels. The caller writes the arrays' addresses and shapes into `control` (an int64 array), then publishes
-the job by a release store of its generation. Blocks are claimed by compare-and-swap on one word that holds
-(generation << 32 | next block): a helper that read an older job's fields can never claim a block of a newer
-one, and a claim that succeeds proves that the fields read before it are that job's (the caller writes the
-next job only when every block of this one is done). The caller claims blocks too, so no caller ever waits
-for a helper that is not running: it waits only for blocks that a helper has claimed (on a busy machine, a
-descheduled helper costs at most the block it holds, as with kernels.gemm's pool).
+Jobs:
+  - a GEMM of kernels.packed, out [M, N] = a [M, K] @ w, in blocks of rows or of weight panels; each block
+    of rows is followed at once, while in cache, by the row kernel that comes after the GEMM in BERT
+    (kernels.cpu's bias + activation, or bias + residual + LayerNorm);
+  - kernels.cpu.attention, in blocks of (sequence, head) pairs.
+The caller writes the job's scalars and its arrays' addresses and shapes into `control` (an int64 array),
+then publishes it by a release store of its generation. Blocks are claimed by compare-and-swap on one word,
+CLAIM, that holds (generation << 32 | next block), and each claim checks the block against the job's
+COUNT. Before writing a new job's fields the caller sets CLAIM to -1, which matches no generation: a helper
+still reading the last job (it may be descheduled for milliseconds between two loads) can then never
+claim a block with one job's generation and another's fields, and a claim that succeeds proves that every
+field read before it belongs to the claimed job (the caller changes fields only after every block of the
+job is done). The caller claims blocks too, so no caller ever waits for a helper that is not running: it
+waits only for blocks that a helper has claimed (on a busy machine, a descheduled helper costs at most
+the block it holds).
 
-Results do not depend on who computes a block: every output row is one fixed-order sum (kernels.packed).
-Not reentrant: one caller at a time (bertnp.fast holds kernels.LAUNCH_LOCK).
+Results do not depend on who computes a block: every output row is one fixed-order sum (kernels.packed),
+every (sequence, head) one call of kernels.cpu.attend. Not reentrant: one caller at a time (bertnp.fast
+holds kernels.LAUNCH_LOCK). Numba caches each file on its own: after editing kernels/cpu.py or
+kernels/packed.py, touch this file too (or clear the cache).
 """
 
 from __future__ import annotations
@@ -43,7 +53,8 @@ X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 # control words: the job's state, then its scalars, then its arrays (an address and 4 dimensions each)
 GENERATION, CLAIM, DONE, PARK, STOP, KIND, FLOAT64, COUNT, BY_ROWS, T, HEADS, RELATIVE, WRITE_PROBS = range(13)
 EPILOGUE, ACTIVATION, EPS = 13, 14, 15  # a GEMM's: what runs on each block of rows once computed; eps: float bits
-ARRAYS, SLOT = 16, 5  # array i: words ARRAYS + SLOT * i (address), then its shape
+HELPED = 16  # blocks the helpers have run, ever (tests/test_team.py reads it)
+ARRAYS, SLOT = 17, 5  # array i: words ARRAYS + SLOT * i (address), then its shape
 WORDS = ARRAYS + SLOT * 10
 GEMM, ATTENTION = 0, 1  # kinds of job
 NONE, BIAS_ACTIVATION, BIAS_RESIDUAL_NORM = 0, 1, 2  # a GEMM's epilogue: kernels.cpu's row kernels, fused
@@ -128,18 +139,18 @@ def _pointer(typingctx, address, like):
 # ---- the work ------------------------------------------------------------------------------------------
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _span(block, count, total):
     """[first, last) of block `block` of `count` equal blocks of range(total)."""
     return total * block // count, total * (block + 1) // count
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _claim(control, generation):
     """The next unclaimed block of job `generation`, or -1 when none is left (or the job is gone)."""
     while True:
         word = _load(control, CLAIM)
-        if word >> 32 != generation or word & 0xFFFFFFFF >= control[COUNT]:
+        if word >> 32 != generation or word & 0xFFFFFFFF >= _load(control, COUNT):
             return -1
         if _cas(control, CLAIM, word, word + 1):
             return word & 0xFFFFFFFF
@@ -149,13 +160,13 @@ def _claim(control, generation):
 def _epilogue(control, out, first, last, bias, residual, gamma, beta):
     """Rows first..last-1 of a GEMM's output, finished: kernels.cpu.bias_activation's or
     bias_residual_layer_norm's rows (the second writes into residual)."""
-    kind = control[EPILOGUE]
+    kind = _load(control, EPILOGUE)
     if kind == BIAS_ACTIVATION:
-        activation = control[ACTIVATION]
+        activation = _load(control, ACTIVATION)
         for m in range(first, last):
             cpu.bias_activation_row(out[m], bias, activation)
     elif kind == BIAS_RESIDUAL_NORM:
-        eps = out.dtype.type(_float(control[EPS]))
+        eps = out.dtype.type(_float(_load(control, EPS)))
         for m in range(first, last):
             cpu.bias_residual_layer_norm_row(out[m], bias, residual[m], gamma, beta, eps)
 
@@ -163,12 +174,13 @@ def _epilogue(control, out, first, last, bias, residual, gamma, beta):
 @numba.njit(nogil=True, cache=True)
 def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, beta):
     """Claim and run blocks of a GEMM (blocks of rows, each with its epilogue, or of panels) until none is
-    left."""
-    count, by_rows = control[COUNT], control[BY_ROWS]
+    left; the number of blocks run."""
+    count, by_rows = _load(control, COUNT), _load(control, BY_ROWS)
+    ran = 0
     while True:
         block = _claim(control, generation)
         if block < 0:
-            return
+            return ran
         if by_rows:
             r0, r1 = _span(block, count, a.shape[0])
             packed.matmul_block(a, panels, out, r0, r1, 0, panels.shape[0])
@@ -177,67 +189,71 @@ def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, bet
             p0, p1 = _span(block, count, panels.shape[0])
             packed.matmul_block(a, panels, out, 0, a.shape[0], p0, p1)
         _add(control, DONE, 1)
+        ran += 1
 
 
 @numba.njit(nogil=True, cache=True)
 def _attention_blocks(control, generation, qkv, qkv_bias, seq_start, key_start, uniform, token_index, distance,
                       context, probs):
-    """Claim and run blocks of (sequence, head) pairs of kernels.cpu.attention until none is left."""
-    count, n_heads = control[COUNT], control[HEADS]
-    length, relative, write_probs = control[T], control[RELATIVE], control[WRITE_PROBS] != 0
+    """Claim and run blocks of (sequence, head) pairs of kernels.cpu.attention until none is left; the number
+    of blocks run."""
+    count, n_heads = _load(control, COUNT), _load(control, HEADS)
+    length, relative, write_probs = _load(control, T), _load(control, RELATIVE), _load(control, WRITE_PROBS) != 0
     jobs = (seq_start.shape[0] - 1) * n_heads
+    ran = 0
     while True:
         block = _claim(control, generation)
         if block < 0:
-            return
+            return ran
         first, last = _span(block, count, jobs)
         for job in range(first, last):
             cpu.attend(job // n_heads, job % n_heads, qkv, qkv_bias, seq_start, key_start, uniform, token_index,
                        length, n_heads, distance, relative, context, probs, write_probs)
         _add(control, DONE, 1)
+        ran += 1
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _vector(control, i, like):
     """Array i of the job: 1 dimension, like's dtype."""
     word = ARRAYS + SLOT * i
-    return numba.carray(_pointer(control[word], like), (control[word + 1],))
+    return numba.carray(_pointer(_load(control, word), like), (_load(control, word + 1),))
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _matrix(control, i, like):
     """Array i of the job: 2 dimensions, like's dtype."""
     word = ARRAYS + SLOT * i
-    return numba.carray(_pointer(control[word], like), (control[word + 1], control[word + 2]))
+    return numba.carray(_pointer(_load(control, word), like), (_load(control, word + 1), _load(control, word + 2)))
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _cube(control, i, like):
     """Array i of the job: 3 dimensions, like's dtype."""
     word = ARRAYS + SLOT * i
-    return numba.carray(_pointer(control[word], like), (control[word + 1], control[word + 2], control[word + 3]))
+    shape = (_load(control, word + 1), _load(control, word + 2), _load(control, word + 3))
+    return numba.carray(_pointer(_load(control, word), like), shape)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _tesseract(control, i, like):
     """Array i of the job: 4 dimensions, like's dtype."""
     word = ARRAYS + SLOT * i
-    return numba.carray(_pointer(control[word], like),
-                        (control[word + 1], control[word + 2], control[word + 3], control[word + 4]))
+    shape = (_load(control, word + 1), _load(control, word + 2), _load(control, word + 3), _load(control, word + 4))
+    return numba.carray(_pointer(_load(control, word), like), shape)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _run(control, generation, like, indices, flags):
-    """A helper's share of job `generation`, its floats of like's dtype."""
-    if control[KIND] == GEMM:
-        _gemm_blocks(control, generation, _matrix(control, 0, like), _cube(control, 1, like),
-                     _matrix(control, 2, like), _vector(control, 3, like), _matrix(control, 4, like),
-                     _vector(control, 5, like), _vector(control, 6, like))
-    else:
-        _attention_blocks(control, generation, _matrix(control, 0, like), _vector(control, 1, like),
-                          _vector(control, 2, indices), _vector(control, 3, indices), _vector(control, 4, flags),
-                          _vector(control, 5, indices), _matrix(control, 6, like), _matrix(control, 7, like),
-                          _tesseract(control, 8, like))
+    """A helper's share of job `generation`, its floats of like's dtype; the number of blocks it ran."""
+    if _load(control, KIND) == GEMM:
+        return _gemm_blocks(control, generation, _matrix(control, 0, like), _cube(control, 1, like),
+                            _matrix(control, 2, like), _vector(control, 3, like), _matrix(control, 4, like),
+                            _vector(control, 5, like), _vector(control, 6, like))
+    return _attention_blocks(control, generation, _matrix(control, 0, like), _vector(control, 1, like),
+                             _vector(control, 2, indices), _vector(control, 3, indices), _vector(control, 4, flags),
+                             _vector(control, 5, indices), _matrix(control, 6, like), _matrix(control, 7, like),
+                             _tesseract(control, 8, like))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -258,10 +274,11 @@ def _serve(control, like32, like64, indices, flags):
             _pause()
             continue
         seen, idle = generation, 0
-        if control[FLOAT64]:
-            _run(control, generation, like64, indices, flags)
+        if _load(control, FLOAT64):
+            helped = _run(control, generation, like64, indices, flags)
         else:
-            _run(control, generation, like32, indices, flags)
+            helped = _run(control, generation, like32, indices, flags)
+        _add(control, HELPED, helped)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -280,7 +297,7 @@ def _set(control, index, value):
 @numba.njit(nogil=True, cache=True)
 def _wait(control):
     """Until every block is done (the caller has claimed all the others itself)."""
-    count = control[COUNT]
+    count = _load(control, COUNT)
     while _load(control, DONE) < count:
         _pause()
 
@@ -329,6 +346,9 @@ class Team:
         """Write a job's fields and publish it; its generation. Arrays C-contiguous (read in place)."""
         control = self.control
         self.generation = generation = (self.generation + 1) & 0x7FFFFFFF
+        # first, no generation's blocks can be claimed: a helper still in the last job (it read its generation,
+        # and reads fields as they change) must fail its claim, which checks the block against COUNT
+        _set(control, CLAIM, -1)
         control[KIND], control[COUNT], control[FLOAT64] = kind, count, arrays[0].dtype == np.float64
         for name, value in scalars.items():
             control[globals()[name]] = value

@@ -1,0 +1,116 @@
+"""kernels.team: helper threads that spin during a forward pass. Every job they share gives what the same
+kernels give on one thread, bit for bit, including when the machine is busy and a helper is descheduled
+for milliseconds in the middle of a job (a race of that kind once let a late helper claim a block of one
+job with the fields of another: kernels/team.py says how claims prevent it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bertnp.kernels import cpu, packed, team
+
+ACTIVATIONS = sorted(cpu.ACTIVATION_CODES.values())
+
+
+def gemm_job(rng, dtype):
+    """A random GEMM, its epilogue, and how to split it; (arguments of Team.matmul, the serial result)."""
+    rows, inner, columns = int(rng.integers(1, 300)), int(rng.integers(1, 80)), int(rng.integers(1, 100))
+    a = rng.standard_normal((rows, inner)).astype(dtype)
+    panels = packed.pack(rng.standard_normal((inner, columns)).astype(dtype))
+    by_rows = bool(rng.integers(0, 2))
+    count = int(rng.integers(1, (rows if by_rows else panels.shape[0]) + 1))
+    bias = rng.standard_normal(columns).astype(dtype)
+    epilogue = int(rng.integers(0, 3))
+    want = packed.matmul(a, panels, np.empty((rows, columns), dtype))
+    kwargs = {}
+    if epilogue == 1:
+        kwargs = {"bias": bias, "activation": int(rng.choice(ACTIVATIONS))}
+        cpu.bias_activation(want, bias, kwargs["activation"], False)
+    elif epilogue == 2:
+        residual = rng.standard_normal((rows, columns)).astype(dtype)
+        gamma, beta = rng.standard_normal(columns).astype(dtype), rng.standard_normal(columns).astype(dtype)
+        kwargs = {"bias": bias, "residual": residual.copy(), "gamma": gamma, "beta": beta, "eps": 1e-5}
+        cpu.bias_residual_layer_norm(want, bias, residual, gamma, beta, 1e-5, False)
+        want = residual  # the LayerNorm's output lands in the residual stream
+    return (a, panels, np.empty((rows, columns), dtype), count, by_rows), kwargs, want
+
+
+def attention_job(rng, dtype):
+    """Random attention over a random batch; (arguments of Team.attention, serial context and probs)."""
+    B, T, N, D = int(rng.integers(1, 5)), int(rng.integers(1, 40)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    mask = rng.integers(0, 2, (B, T))
+    mask[:, 0] = 1
+    token_index, seq_start, key_start, uniform = cpu.pack(mask)
+    M, H = token_index.size, N * D
+    qkv = rng.standard_normal((M, 3 * H)).astype(dtype)
+    bias = rng.standard_normal(3 * H).astype(dtype)
+    distance = np.zeros((1, D), dtype)
+    write = bool(rng.integers(0, 2))
+    context = np.empty((M, H), dtype)
+    probs = np.zeros((B, N, T, T) if write else (1, 1, 1, 1), dtype)
+    cpu.attention(qkv, bias, seq_start, key_start, uniform, token_index, T, N, distance, 0, context, probs, write,
+                  False)
+    count = int(rng.integers(1, B * N + 1))
+    args = (count, qkv, bias, seq_start, key_start, uniform, token_index, T, N, distance, 0,
+            np.empty((M, H), dtype), np.zeros_like(probs), write)
+    return args, context, probs
+
+
+@pytest.fixture
+def busy_machine():
+    """Two processes that keep every core of a 2-core machine busy: helpers get descheduled mid-job."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    time.sleep(0.3)
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jobs_equal_one_thread_bit_for_bit_on_a_busy_machine(dtype, busy_machine):
+    rng = np.random.default_rng(0)
+    crew = team.Team(1)  # one helper, whatever the cores: on one core it is descheduled all the time
+    try:
+        crew.unpark()
+        deadline = time.monotonic() + 60
+        while crew.control[team.HELPED] == 0:  # until the helper has woken and loaded its compiled loop
+            assert crew.threads[0].is_alive(), "the helper died"  # an exception in it ends its thread
+            assert time.monotonic() < deadline, "the helper never took a block"
+            args, kwargs, _ = gemm_job(rng, dtype)
+            crew.matmul(*args, **kwargs)
+        helped = crew.control[team.HELPED]
+        for _ in range(300):
+            if rng.integers(0, 2):
+                args, kwargs, want = gemm_job(rng, dtype)
+                out = crew.matmul(*args, **kwargs)
+                got = kwargs["residual"] if "residual" in kwargs else out
+                assert np.array_equal(got, want), f"GEMM {args[0].shape} {args[2].shape} {kwargs.keys()}"
+            else:
+                args, context, probs = attention_job(rng, dtype)
+                crew.attention(*args)
+                assert np.array_equal(args[11], context) and np.array_equal(args[12], probs)
+        crew.park()
+        assert crew.threads[0].is_alive(), "the helper died"  # an exception in it would end its thread
+        assert crew.control[team.HELPED] > helped, "the helper ran no block of these jobs: the test proves nothing"
+    finally:
+        crew.stop()
+
+
+def test_helpers_sleep_between_forward_passes(minilm_path, monkeypatch):
+    import bertnp
+    from bertnp import kernels
+
+    monkeypatch.setattr(kernels, "threads", lambda: 2)
+    model = bertnp.load(minilm_path, backend="numba")
+    vectors = model.embed(["a text to embed"])
+    crew = team._team
+    assert crew is not None and crew.control[team.PARK] == 1  # asleep once the call has returned
+    assert all(thread.is_alive() for thread in crew.threads)
+    monkeypatch.setattr(kernels, "threads", lambda: 1)  # no team: the same numbers
+    assert np.array_equal(model.embed(["a text to embed"]), vectors)
