@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from . import kernels, model
@@ -188,7 +187,7 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     eps = config.layer_norm_eps
 
     def linear(a, dense, out, **then):  # model.linear without its bias, or with the row kernel that follows
-        return gemm.matmul(a, dense.weight, out, threads, helpers, **then)
+        return gemm.matmul(a, dense.weight, out, helpers, **then)
 
     def norm(n):  # a LayerNorm's arguments to kernels.gemm.matmul's epilogue
         return {"gamma": n.weight, "beta": n.bias, "eps": eps}

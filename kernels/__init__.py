@@ -1,20 +1,22 @@
-"""Fast versions of bertnp's ops, installed as bertnp.kernels: Numba kernels (cpu.py) and GEMMs (gemm.py).
+"""Fast versions of bertnp's ops, installed as bertnp.kernels: Numba kernels (cpu.py), GEMMs on packed
+weights (packed.py, gemm.py), and the team of helper threads that shares a forward pass's work (team.py).
 
 Importing this package picks Numba's threading layer and reads BERTNP_NUM_THREADS, before any parallel
 kernel runs.
 
-Threads. A forward pass alternates BLAS GEMMs with Numba's parallel kernels, and two thread pools that
-spin while idle starve each other on a machine with as many threads as cores. Numba's OpenMP layer keeps
-its threads spinning after each kernel: one 16-token MiniLM text took 203 ms instead of 5 on 2 cores. So
-we pick the workqueue layer, built into every Numba, whose threads sleep on a condition variable (an
-explicit NUMBA_THREADING_LAYER still wins). OpenBLAS's threads spin too, after each GEMM; gemm.py says
-how bertnp.fast keeps them out of the way. One number sets both: `set_threads` (or BERTNP_NUM_THREADS).
+Threads. bertnp.fast runs neither BLAS nor Numba's threads: with n threads, the calling thread and n - 1
+helpers of kernels.team share each GEMM and each attention in blocks; the helpers spin while a forward
+pass runs and sleep between calls (team.py says why and what it measured). The row kernels of cpu.py
+can still run on Numba's threads when a caller passes parallel=True; for those we pick the workqueue
+layer, built into every Numba, whose threads sleep on a condition variable (an explicit
+NUMBA_THREADING_LAYER still wins): OpenMP's spin after each kernel, and spinning pools starve each other
+on a machine with as many threads as cores (one 16-token MiniLM text took 203 ms instead of 5 on 2 cores
+with OpenMP and OpenBLAS). One number sets everything: `set_threads` (or BERTNP_NUM_THREADS).
 
-workqueue has one limit: it aborts the whole process ("Concurrent access has been detected") when two
-Python threads launch parallel kernels at the same time (Numba releases the GIL inside a parallel
-region). bertnp.fast therefore runs each forward pass under LAUNCH_LOCK; anyone else calling these
-kernels from several threads must take it too. One forward at a time loses little: each already keeps
-every core busy.
+One caller at a time: a team serves one forward pass at a time, and workqueue aborts the whole process
+("Concurrent access has been detected") when two Python threads launch parallel kernels at once. So
+bertnp.fast runs each forward pass under LAUNCH_LOCK; anyone else calling these kernels from several
+threads must take it too. One forward at a time loses little: each already keeps every core busy.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ _threads = numba.config.NUMBA_NUM_THREADS  # set_threads; bertnp.fast runs every
 
 
 def set_threads(n: int) -> None:
-    """Run bertnp's kernels and GEMMs on n threads, in every Python thread of the process: Numba's count
-    (which numba.set_num_threads sets for the calling Python thread only; bertnp.fast sets it from here in
-    whichever thread calls it) and BLAS's (process-wide, through threadpoolctl).
+    """Run bertnp on n threads, in every Python thread of the process: the fast path's (the caller and
+    n - 1 helpers of kernels.team), Numba's for parallel kernels (which numba.set_num_threads sets for the
+    calling Python thread only) and BLAS's for the reference path (process-wide, through threadpoolctl).
     """
     global _threads
     limit = numba.config.NUMBA_NUM_THREADS

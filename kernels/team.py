@@ -166,7 +166,7 @@ def _epilogue(control, out, first, last, bias, residual, gamma, beta):
         for m in range(first, last):
             cpu.bias_activation_row(out[m], bias, activation)
     elif kind == BIAS_RESIDUAL_NORM:
-        eps = out.dtype.type(_float(_load(control, EPS)))
+        eps = _float(_load(control, EPS))  # a float64, as bertnp.fast passes config.layer_norm_eps
         for m in range(first, last):
             cpu.bias_residual_layer_norm_row(out[m], bias, residual[m], gamma, beta, eps)
 

@@ -24,7 +24,7 @@ from parity import assert_close
 from bertnp import model
 from bertnp.erf import erf as erf_reference
 from bertnp.errors import BertnpError
-from bertnp.kernels import cpu, gemm, packed, set_threads
+from bertnp.kernels import cpu, gemm, packed, set_threads, team
 from bertnp.weights import LayerNorm, Linear
 
 DTYPES = [np.float32, np.float64]
@@ -314,22 +314,25 @@ def test_packed_gemm_equals_numpy(dtype, rows, inner, columns, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows,inner,columns", [(1400, 128, 96), (16, 1024, 1040)])  # split by rows; by panels
 def test_gemm_rows_do_not_depend_on_threads_or_batch(dtype, rows, inner, columns):
-    """kernels.gemm splits a GEMM between threads; every row is one fixed sum, so results are bit-equal
-    whatever the thread count and whatever rows surround it (alone, or in the whole batch)."""
-    assert rows * inner * columns >= gemm.MIN_SPLIT_WORK  # large enough to be split
+    """kernels.gemm splits a GEMM between a team's threads; every row is one fixed sum, so results are
+    bit-equal whatever the thread count and whatever rows surround it (alone, or in the whole batch)."""
+    assert rows * inner * columns >= gemm.TEAM_MIN_WORK  # large enough to be split
     rng = np.random.default_rng(5)
     a = (rng.standard_normal((rows, inner)) / math.sqrt(inner)).astype(dtype)
     panels = packed.pack(rng.standard_normal((inner, columns)).astype(dtype))
     results = []
-    for threads in (1, 2, 3):
+    for helpers in (0, 1, 2):
+        crew = team.Team(helpers)
+        crew.unpark()
         out = np.full((rows, columns), np.nan, dtype)
-        results.append(gemm.matmul(a, panels, out, threads))
+        results.append(gemm.matmul(a, panels, out, crew))
+        crew.stop()
     assert_close("gemm.matmul", results[0], a @ packed.unpack(panels, columns), ATOL[dtype])
-    for threads, out in zip((2, 3), results[1:]):
-        assert np.array_equal(out, results[0]), f"{threads} threads differ from 1"
+    for helpers, out in zip((1, 2), results[1:]):
+        assert np.array_equal(out, results[0]), f"{helpers + 1} threads differ from 1"
     for row in (0, 7, rows - 1):
         alone = np.empty((1, columns), dtype)
-        gemm.matmul(a[row : row + 1], panels, alone, 1)
+        gemm.matmul(a[row : row + 1], panels, alone)
         assert np.array_equal(alone[0], results[0][row]), f"row {row} alone differs from row {row} in the batch"
 
 

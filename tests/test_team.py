@@ -5,6 +5,7 @@ job with the fields of another: kernels/team.py says how claims prevent it)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -61,45 +62,56 @@ def attention_job(rng, dtype):
     return args, context, probs
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def busy_machine():
     """Two processes that keep every core of a 2-core machine busy: helpers get descheduled mid-job."""
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    time.sleep(0.3)
-    yield
-    for hog in hogs:
-        hog.kill()
-        hog.wait()
+    try:
+        time.sleep(0.3)
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_jobs_equal_one_thread_bit_for_bit_on_a_busy_machine(dtype, busy_machine):
+def test_jobs_equal_one_thread_bit_for_bit_on_a_busy_machine(dtype):
     rng = np.random.default_rng(0)
+    team.warm_up(dtype)  # compiled (or loaded) before the machine gets busy
     crew = team.Team(1)  # one helper, whatever the cores: on one core it is descheduled all the time
-    try:
-        crew.unpark()
-        deadline = time.monotonic() + 60
-        while crew.control[team.HELPED] == 0:  # until the helper has woken and loaded its compiled loop
-            assert crew.threads[0].is_alive(), "the helper died"  # an exception in it ends its thread
-            assert time.monotonic() < deadline, "the helper never took a block"
-            args, kwargs, _ = gemm_job(rng, dtype)
-            crew.matmul(*args, **kwargs)
-        helped = crew.control[team.HELPED]
-        for _ in range(300):
-            if rng.integers(0, 2):
-                args, kwargs, want = gemm_job(rng, dtype)
-                out = crew.matmul(*args, **kwargs)
-                got = kwargs["residual"] if "residual" in kwargs else out
-                assert np.array_equal(got, want), f"GEMM {args[0].shape} {args[2].shape} {kwargs.keys()}"
-            else:
-                args, context, probs = attention_job(rng, dtype)
-                crew.attention(*args)
-                assert np.array_equal(args[11], context) and np.array_equal(args[12], probs)
-        crew.park()
-        assert crew.threads[0].is_alive(), "the helper died"  # an exception in it would end its thread
-        assert crew.control[team.HELPED] > helped, "the helper ran no block of these jobs: the test proves nothing"
-    finally:
-        crew.stop()
+    with busy_machine():
+        try:
+            exercise(crew, rng, dtype)
+        finally:
+            crew.stop()
+
+
+def exercise(crew, rng, dtype):
+    """300 random jobs, each against the same kernels on one thread."""
+    crew.unpark()
+    deadline = time.monotonic() + 60
+    while crew.control[team.HELPED] == 0:  # until the helper has woken and loaded its compiled loop
+        assert crew.threads[0].is_alive(), "the helper died"  # an exception in it ends its thread
+        assert time.monotonic() < deadline, "the helper never took a block"
+        args, kwargs, _ = gemm_job(rng, dtype)
+        crew.matmul(*args, **kwargs)
+    helped = crew.control[team.HELPED]
+    for _ in range(300):
+        if rng.integers(0, 2):
+            args, kwargs, want = gemm_job(rng, dtype)
+            out = crew.matmul(*args, **kwargs)
+            got = kwargs["residual"] if "residual" in kwargs else out
+            assert np.array_equal(got, want), f"GEMM {args[0].shape} {args[2].shape} {kwargs.keys()}"
+        else:
+            args, context, probs = attention_job(rng, dtype)
+            crew.attention(*args)
+            assert np.array_equal(args[11], context) and np.array_equal(args[12], probs)
+    crew.park()
+    assert crew.threads[0].is_alive(), "the helper died"  # an exception in it would end its thread
+    assert crew.control[team.HELPED] > helped, "the helper ran no block of these jobs: the test proves nothing"
+
+
 
 
 def test_helpers_sleep_between_forward_passes(minilm_path, monkeypatch):
