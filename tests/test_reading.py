@@ -18,10 +18,10 @@ def test_readme_reading_section_matches_the_code(minilm_path):
 def test_kernel_table_names_real_functions():
     """Every kernel the reading section names exists, and so does every model.py function it replaces."""
     from bertnp import model
-    from bertnp.kernels import cpu, packed
+    from bertnp.kernels import cpu, gemm, packed
     from bertnp.reading import KERNELS
 
-    modules = {"kernels/cpu.py": cpu, "kernels/packed.py": packed}
+    modules = {"kernels/cpu.py": cpu, "kernels/packed.py": packed, "kernels/gemm.py": gemm}
     for path, kernel, replaced, _ in KERNELS:
         assert callable(getattr(modules[path], kernel)), f"{path} has no {kernel}"
         for name in replaced:
