@@ -43,7 +43,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from . import cpu, packed
 
@@ -256,29 +256,39 @@ def _run(control, generation, like, indices, flags):
                              _tesseract(control, 8, like))
 
 
+def _wide(like):
+    """Whether like's dtype is float64, as a constant of the compiled code."""
+    return like.dtype == np.float64
+
+
+@overload(_wide, inline="always")
+def _wide_overload(like):
+    wide = like.dtype == types.float64
+    return lambda like: wide
+
+
 @numba.njit(nogil=True, cache=True)
-def _serve(control, like32, like64, indices, flags):
-    """A helper's loop: spin until a job is published, claim its blocks, spin again; return when parked,
-    stopped, or after SPIN_LIMIT spins without a job (having parked itself)."""
-    seen = _load(control, GENERATION)
+def _serve(control, like, indices, flags, seen):
+    """A helper's loop for jobs on floats of like's dtype (compiled for the dtype in use only): spin until a
+    job is published, claim its blocks, spin again. Returns (why, the last generation seen): 0 when parked,
+    stopped, or after SPIN_LIMIT spins without a job (having parked itself); 1 when a job of the other
+    dtype waits, which the caller passes to the other compilation."""
     idle = 0
     while True:
         if _load(control, PARK) or _load(control, STOP):
-            return
+            return 0, seen
         generation = _load(control, GENERATION)
         if generation == seen:
             idle += 1
             if idle >= SPIN_LIMIT:
                 _store(control, PARK, 1)
-                return
+                return 0, seen
             _pause()
             continue
+        if (_load(control, FLOAT64) != 0) != _wide(like):
+            return 1, seen
         seen, idle = generation, 0
-        if _load(control, FLOAT64):
-            helped = _run(control, generation, like64, indices, flags)
-        else:
-            helped = _run(control, generation, like32, indices, flags)
-        _add(control, HELPED, helped)
+        _add(control, HELPED, _run(control, generation, like, indices, flags))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -322,14 +332,15 @@ class Team:
             thread.start()
 
     def _helper(self):
-        control = self.control
+        control, seen, wide = self.control, -1, False
         while True:
             with self.wake:
                 while control[PARK] and not control[STOP]:
                     self.wake.wait()
             if control[STOP]:
                 return
-            _serve(control, *self.likes)
+            why, seen = _serve(control, self.likes[wide], *self.likes[2:], seen)
+            wide = wide != (why == 1)  # a job of the other dtype: its compilation takes over
 
     def unpark(self):
         """Helpers spin from now on (they wake within a fraction of a millisecond)."""
@@ -366,8 +377,10 @@ class Team:
         kernels.cpu.bias_activation; with bias, residual, gamma, beta and eps: residual = LayerNorm(out + bias
         + residual), as kernels.cpu.bias_residual_layer_norm. Blocks of rows run it as each is computed."""
         epilogue = NONE if bias is None else BIAS_ACTIVATION if residual is None else BIAS_RESIDUAL_NORM
-        arrays = (a, panels, out, out[0] if bias is None else bias, out if residual is None else residual,
-                  out[0] if gamma is None else gamma, out[0] if beta is None else beta)
+        unused = out[0].view()  # read-only, as bertnp.fast's vectors are: one compilation serves every call
+        unused.flags.writeable = False
+        arrays = (a, panels, out, unused if bias is None else bias, out if residual is None else residual,
+                  unused if gamma is None else gamma, unused if beta is None else beta)
         generation = self._job(GEMM, count, arrays, BY_ROWS=by_rows, EPILOGUE=epilogue,
                                ACTIVATION=activation or 0, EPS=np.float64(eps).view(np.int64))
         _gemm_blocks(self.control, generation, *arrays)
@@ -398,15 +411,18 @@ def warm_up(dtype) -> None:
     crew = Team(0)
     one = np.ones((2, 2), dtype)
     panels = packed.pack(one)
-    for kind in ({}, {"bias": one[0], "activation": 0}, {"bias": one[0], "residual": one.copy(), "gamma": one[0],
-                                                          "beta": one[0], "eps": 1e-12}):
+    vector = one[0].view()  # read-only, as bertnp.fast's biases, norms and position tables are
+    vector.flags.writeable = False
+    for kind in ({}, {"bias": vector, "activation": 0}, {"bias": vector, "residual": one.copy(), "gamma": vector,
+                                                          "beta": vector, "eps": 1e-12}):
         crew.matmul(one, panels, np.empty((2, 2), dtype), 2, True, **kind)
-    index = np.zeros(2, np.int64)
-    crew.attention(1, np.ones((1, 3), dtype), np.zeros(3, dtype), np.array([0, 1]), index[:1], np.zeros(1, np.bool_),
-                   index[:1], 1, 1, np.zeros((1, 1), dtype), 0, np.empty((1, 1), dtype), np.zeros((1, 1, 1, 1), dtype),
-                   False)
+    qkv_bias = np.zeros(6, dtype)  # one token, one head of 2: [1, 3H] = [1, 6]
+    qkv_bias.flags.writeable = False
+    index = np.zeros(1, np.int64)
+    crew.attention(1, np.ones((1, 6), dtype), qkv_bias, np.array([0, 1]), index, np.zeros(1, np.bool_), index, 1, 1,
+                   panels[0], 0, np.empty((1, 2), dtype), np.zeros((1, 1, 1, 1), dtype), False)
     crew.control[STOP] = 1
-    _serve(crew.control, *crew.likes)
+    _serve(crew.control, crew.likes[int(np.dtype(dtype) == np.float64)], *crew.likes[2:], -1)
 
 
 _team: Team | None = None
