@@ -315,6 +315,25 @@ def test_64_concurrent_clients_get_their_own_rows_from_shared_batches(servers, e
     server.assert_no_traceback()
 
 
+def test_an_idle_connection_outlives_the_clients_pool_expiry(servers):
+    """httpx and the openai client drop a pooled connection after 5 s idle. Had the server closed it at 5 s too
+    (uvicorn's default), a request sent in that instant would be lost to a connection reset, as it once was in
+    the test above. Here a connection idles 6 s, then carries a second request."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(servers["tiny"].url)
+    request = f"GET /health HTTP/1.1\r\nHost: {where.netloc}\r\n\r\n".encode()
+    with socket.create_connection((where.hostname, where.port), timeout=30) as connection:
+        for attempt in ("first", "after 6 s idle"):
+            connection.sendall(request)
+            answer = connection.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), f"{attempt} request on one connection: {answer!r}"
+            if attempt == "first":
+                time.sleep(6)
+    servers["tiny"].assert_no_traceback()
+
+
 # ---- limits --------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,11 @@ from .app import create_app
 from .limits import Options
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# How long an idle keep-alive connection stays open. Longer than clients keep idle connections in their pools
+# (httpx and the openai client: 5 s), so that the client closes first. With uvicorn's default of 5 s, a client
+# could send its next request just as the server closed the connection: the request was lost and the client
+# got a connection reset. nginx's default, for the same reason behind load balancers.
+KEEP_ALIVE_S = 75
 
 
 class Server(uvicorn.Server):
@@ -58,7 +63,7 @@ def run(model, options: Options, host: str = "127.0.0.1", port: int = 8080, log_
     print(f"bertnp serve: {served.name} ({served.kind}, {type(served.model.backend).__name__}) on "
           f"http://{where}:{bound}", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=None,
-                            backlog=2048, server_header=False)
+                            backlog=2048, server_header=False, timeout_keep_alive=KEEP_ALIVE_S)
     server = Server(config)
     server.run(sockets=[sock])
     if server.interrupted:
