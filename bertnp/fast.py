@@ -38,7 +38,7 @@ Shape letters as in model.py, plus M packed tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from .kernels import LAUNCH_LOCK, cpu, gemm, packed, team
 from .model import BertOutput
 from .weights import BertWeights, Embeddings, LayerNorm, release_pages
 
+PLANS = 32  # kernels.team.Plans kept per model, one for each shape of batch (M, B, T) met last: 16-64 KiB each
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class FastWeights:
     project: Dense | None = None  # [E, H]: ELECTRA's embeddings_project, ALBERT's embedding_hidden_mapping_in
     classification_head: Dense | None = None  # [H, H]: RoBERTa's, ELECTRA's, DistilBERT's dense before classifier
     head_activation: str | None = None  # its activation (model.CLASSIFIER_ACTIVATIONS)
+    plans: dict = field(default_factory=dict, repr=False, compare=False)  # (M, B, T, threads, helpers) -> Plan
 
 
 def prepare(weights: BertWeights, config: BertConfig) -> FastWeights:
@@ -186,11 +188,8 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     H, N, I = config.hidden_size, config.num_attention_heads, config.intermediate_size
     eps = config.layer_norm_eps
 
-    def linear(a, dense, out, **then):  # model.linear without its bias, or with the row kernel that follows
-        return gemm.matmul(a, dense.weight, out, helpers, **then)
-
-    def norm(n):  # a LayerNorm's arguments to kernels.gemm.matmul's epilogue
-        return {"gamma": n.weight, "beta": n.bias, "eps": eps}
+    def linear(a, dense, out):  # model.linear without its bias
+        return gemm.matmul(a, dense.weight, out, helpers)
 
     e = w.embeddings
     x = np.empty((M, H), dtype)
@@ -206,6 +205,55 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     projected = np.empty((M, H), dtype)
     intermediate = np.empty((M, I), dtype)
     no_probs = np.zeros((1, 1, 1, 1), dtype)
+    buffers = (x, qkv, context, projected, intermediate, no_probs, token_index, seq_start, key_start, uniform)
+    if helpers is not None and not (output_hidden_states or output_attentions):
+        # the layers' jobs run in one compiled call (kernels.team.Plan), recorded once for these shapes
+        key = (M, B, T, threads, helpers.helpers)
+        plan = w.plans.get(key)
+        if plan is None:
+            plan = team.Plan(helpers.helpers, buffers)
+            _layers(buffers, w, config, T, threads, plan, False, False)
+            if len(w.plans) >= PLANS:
+                del w.plans[next(iter(w.plans))]  # the oldest
+            w.plans[key] = plan
+        helpers.execute(plan, buffers)
+        hidden_states = attentions = None
+    else:
+        hidden_states, attentions = _layers(buffers, w, config, T, threads, helpers, output_hidden_states,
+                                            output_attentions)
+
+    pooled = logits = None
+    if w.pooler is not None:  # BertPooler on position 0 of every row: [B, H]
+        pooled = np.tanh(linear(x[seq_start[:-1]], w.pooler, np.empty((B, H), dtype)) + w.pooler.bias)
+    features = pooled
+    if w.classification_head is not None:  # model.classification_head: the relatives' dense on position 0
+        dense = linear(x[seq_start[:-1]], w.classification_head, np.empty((B, H), dtype))
+        features = model.CLASSIFIER_ACTIVATIONS[w.head_activation](dense + w.classification_head.bias, np)
+    if w.classifier is not None:  # [B, H] -> [B, C]
+        logits = linear(features, w.classifier, np.empty((B, config.num_labels), dtype)) + w.classifier.bias
+    return BertOutput(
+        last_hidden_state=hidden_states[-1] if output_hidden_states else _scatter(x, token_index, B, T),
+        pooler_output=pooled,
+        logits=logits,
+        hidden_states=tuple(hidden_states) if output_hidden_states else None,
+        attentions=tuple(attentions) if output_attentions else None,
+    )
+
+
+def _layers(buffers, w, config, T, threads, helpers, output_hidden_states, output_attentions):
+    """The encoder's layers on packed tokens, x updated in place: [M, H] -> [M, H]. With helpers (a team,
+    or a plan that records its jobs), GEMMs and attention shared with it. (hidden_states, attentions) as
+    asked for, or None."""
+    x, qkv, context, projected, intermediate, no_probs, token_index, seq_start, key_start, uniform = buffers
+    B, N = seq_start.shape[0] - 1, config.num_attention_heads
+    dtype = x.dtype
+
+    def linear(a, dense, out, **then):  # model.linear without its bias, or with the row kernel that follows
+        return gemm.matmul(a, dense.weight, out, helpers, **then)
+
+    def norm(n):  # a LayerNorm's arguments to kernels.gemm.matmul's epilogue
+        return {"gamma": n.weight, "beta": n.bias, "eps": config.layer_norm_eps}
+
     hidden_states = [_scatter(x, token_index, B, T)] if output_hidden_states else None
     attentions = [] if output_attentions else None
     for layer in w.layers:
@@ -228,23 +276,7 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
             hidden_states.append(_scatter(x, token_index, B, T))
         if output_attentions:
             attentions.append(probs)
-
-    pooled = logits = None
-    if w.pooler is not None:  # BertPooler on position 0 of every row: [B, H]
-        pooled = np.tanh(linear(x[seq_start[:-1]], w.pooler, np.empty((B, H), dtype)) + w.pooler.bias)
-    features = pooled
-    if w.classification_head is not None:  # model.classification_head: the relatives' dense on position 0
-        dense = linear(x[seq_start[:-1]], w.classification_head, np.empty((B, H), dtype))
-        features = model.CLASSIFIER_ACTIVATIONS[w.head_activation](dense + w.classification_head.bias, np)
-    if w.classifier is not None:  # [B, H] -> [B, C]
-        logits = linear(features, w.classifier, np.empty((B, config.num_labels), dtype)) + w.classifier.bias
-    return BertOutput(
-        last_hidden_state=hidden_states[-1] if output_hidden_states else _scatter(x, token_index, B, T),
-        pooler_output=pooled,
-        logits=logits,
-        hidden_states=tuple(hidden_states) if output_hidden_states else None,
-        attentions=tuple(attentions) if output_attentions else None,
-    )
+    return hidden_states, attentions
 
 
 def _scatter(x, token_index, B, T):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cpu, packed
+from .team import Plan
 
 SPLIT_ROWS = 64  # from this many rows, blocks of rows; below, blocks of panels (each thread streams its own weights)
 TEAM_MIN_WORK = 1_000_000  # multiply-adds below which the caller does it all: one 16-token text's GEMMs (2.4M
@@ -33,7 +34,8 @@ def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, team=None, bias=N
     With a kernels.team.Team (bertnp.fast unparks one for each forward pass), from TEAM_MIN_WORK
     multiply-adds, in blocks that its helpers and the caller claim: blocks of rows for a large a, blocks
     of output panels for a few rows (then each thread reads only its share of the weights, which is what
-    bounds a GEMM of few rows). Otherwise on the calling thread.
+    bounds a GEMM of few rows). Otherwise on the calling thread. A kernels.team.Plan records the jobs such
+    a team would run, below TEAM_MIN_WORK too (one block).
 
     With bias (and activation, or residual, gamma, beta and eps), the row kernel that follows the GEMM in
     BERT runs on its output: kernels.cpu.bias_activation (out = activation(out + bias)) or
@@ -42,11 +44,15 @@ def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, team=None, bias=N
     """
     rows, inner = a.shape
     P = panels.shape[0]
+    epilogue = {} if bias is None else {"bias": bias, "activation": activation} if residual is None else \
+        {"bias": bias, "residual": residual, "gamma": gamma, "beta": beta, "eps": eps}
     if team is not None and team.helpers and rows * inner * P * panels.shape[2] >= TEAM_MIN_WORK:
         threads = team.helpers + 1
         by_rows = rows >= SPLIT_ROWS
         count = min(max(2 * threads, -(-rows // ROWS_PER_BLOCK)), rows) if by_rows else min(2 * threads, P)
-        return team.matmul(a, panels, out, count, by_rows, bias, activation, residual, gamma, beta, eps)
+        return team.matmul(a, panels, out, count, by_rows, **epilogue)
+    if isinstance(team, Plan):  # a plan records every GEMM: this one as one block, for whoever claims it
+        return team.matmul(a, panels, out, 1, True, **epilogue)
     packed.matmul(a, panels, out)
     if bias is not None and residual is None:
         cpu.bias_activation(out, bias, activation, False)

@@ -127,3 +127,32 @@ def test_helpers_sleep_between_forward_passes(minilm_path, monkeypatch):
     assert all(thread.is_alive() for thread in crew.threads)
     monkeypatch.setattr(kernels, "threads", lambda: 1)  # no team: the same numbers
     assert np.array_equal(model.embed(["a text to embed"]), vectors)
+
+
+def test_a_plan_replays_on_other_buffers_as_the_team_runs_its_jobs(minilm_path, monkeypatch):
+    """bertnp.fast records a forward pass's layers once per shape (a kernels.team.Plan) and replays them on
+    later calls' buffers: other texts of the same shape give what one thread gives them, bit for bit."""
+    import bertnp
+    from bertnp import kernels
+
+    model = bertnp.load(minilm_path, backend="numba")
+    model.backend.wait()
+    plans = model.backend.weights.plans
+    same_shape = [["the cat sat on the mat"], ["a dog ran in the park"], ["one two three four five six"]]
+    monkeypatch.setattr(kernels, "threads", lambda: 1)  # no team, no plan
+    want = [model.embed(texts) for texts in same_shape]
+    monkeypatch.setattr(kernels, "threads", lambda: 2)
+    before = len(plans)
+    got = [model.embed(texts) for texts in same_shape]
+    assert len(plans) == before + 1, f"three calls of one shape recorded {len(plans) - before} plans"
+    for texts, g, w in zip(same_shape, got, want):
+        assert np.array_equal(g, w), f"{texts}: max abs diff {np.abs(g - w).max():.2e} from one thread"
+
+
+def test_a_plan_refuses_an_array_it_cannot_replay():
+    """A plan replays addresses: an array that is neither one of the call's buffers nor read-only (so not a
+    weight) could change or vanish between calls."""
+    out, loose = np.empty((2, 2), np.float32), np.ones((2, 2), np.float32)
+    panels = packed.pack(np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="neither a buffer nor read-only"):
+        team.Plan(0, (out,)).matmul(loose, panels, out, 1, True)
