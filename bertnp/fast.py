@@ -25,7 +25,7 @@ layers are packed once and run in turn, and the relatives' classification head (
 reads position 0 as the pooler does.
 
 Threads: no BLAS runs here, and neither do Numba's threads. With kernels.threads() > 1 the forward pass
-shares its work with a team of helper threads that spin while it runs and sleep between calls
+shares its work with a team of helper threads that spin while it runs, linger a few ms, then sleep
 (kernels.team says why): each GEMM in blocks of rows (or, for a few rows, of weight panels), each block
 followed by its row kernel (bias + activation, bias + residual + LayerNorm) while it is in cache, and
 attention in blocks of (sequence, head) pairs. The caller takes blocks too and never waits for a helper
@@ -168,7 +168,7 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
     with LAUNCH_LOCK:
         tokens = cpu.pack(mask)  # [B, T] -> token_index [M], seq_start [B+1], key_start [B], uniform [B]
         threads = kernels.threads()
-        helpers = team.team(threads - 1) if threads > 1 else None  # they spin for this forward pass only
+        helpers = team.team(threads - 1) if threads > 1 else None  # they spin in this pass, linger, sleep
         if helpers is not None:
             helpers.unpark()
         try:
@@ -176,7 +176,7 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
                             output_attentions, threads, helpers)
         finally:
             if helpers is not None:
-                helpers.park()
+                helpers.release()
 
 
 def _forward(input_ids, types, positions, tokens, w, config, output_hidden_states, output_attentions, threads,

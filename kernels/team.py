@@ -5,10 +5,10 @@ to a thread that sleeps on it. One 16-token MiniLM text runs 24 GEMMs of 60 to 1
 of packed weights: split between two cores with one wake-up per GEMM it took 5.4 ms instead of 3.3 on one
 core; with one wake-up per forward pass, 2.1-2.4 ms (the second core brings its own memory bandwidth).
 Batches of a few hundred tokens lost a third of the second core the same way. So while bertnp.fast runs a
-forward pass (`unpark` ... `park`), the helpers do not sleep: each runs `_serve`, compiled code without the
-GIL that spins on the control words until the caller publishes a job, claims blocks of it, and spins
-again. Between forward passes they sleep, and a helper that sees no job for SPIN_LIMIT spins parks
-itself, so that a team never burns a core for long when nobody calls.
+forward pass (`unpark` ... `release`), the helpers do not sleep: each runs `_serve`, compiled code without
+the GIL that spins on the control words until the caller publishes a job, claims blocks of it, and spins
+again. After a forward pass they linger for LINGER spins (a few ms), then sleep until the next: a team never
+burns a core for long when nobody calls, and calls in a row never wait for a wake-up.
 
 Jobs:
   - a GEMM of kernels.packed, out [M, N] = a [M, K] @ w, in blocks of rows or of weight panels; each block
@@ -47,14 +47,17 @@ from numba.extending import intrinsic, overload
 
 from . import cpu, packed
 
-SPIN_LIMIT = 2_000_000  # pause instructions without a job before a helper parks itself (~10-40 ms)
+SPIN_LIMIT = 2_000_000  # pause instructions without a job before a helper parks itself (~50 ms on Zen 5)
+LINGER = 100_000  # the same once the forward pass is over (~2.5 ms on Zen 5, 4 on Skylake): a call that comes
+#   sooner finds them awake (one 16-token text: p50 2.1 -> 1.9 ms in a loop of calls), a later one wakes them
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 # control words: the job's state, then its scalars, then its arrays (an address and 4 dimensions each)
 GENERATION, CLAIM, DONE, PARK, STOP, KIND, FLOAT64, COUNT, BY_ROWS, T, HEADS, RELATIVE, WRITE_PROBS = range(13)
 EPILOGUE, ACTIVATION, EPS = 13, 14, 15  # a GEMM's: what runs on each block of rows once computed; eps: float bits
 HELPED = 16  # blocks the helpers have run, ever (tests/test_team.py reads it)
-ARRAYS, SLOT = 17, 5  # array i: words ARRAYS + SLOT * i (address), then its shape
+ACTIVE = 17  # 1 while a caller runs a forward pass (unpark ... release)
+ARRAYS, SLOT = 18, 5  # array i: words ARRAYS + SLOT * i (address), then its shape
 WORDS = ARRAYS + SLOT * 10
 GEMM, ATTENTION = 0, 1  # kinds of job
 NONE, BIAS_ACTIVATION, BIAS_RESIDUAL_NORM = 0, 1, 2  # a GEMM's epilogue: kernels.cpu's row kernels, fused
@@ -271,8 +274,9 @@ def _wide_overload(like):
 def _serve(control, like, indices, flags, seen):
     """A helper's loop for jobs on floats of like's dtype (compiled for the dtype in use only): spin until a
     job is published, claim its blocks, spin again. Returns (why, the last generation seen): 0 when parked,
-    stopped, or after SPIN_LIMIT spins without a job (having parked itself); 1 when a job of the other
-    dtype waits, which the caller passes to the other compilation."""
+    stopped, or after spinning without a job (having parked itself: SPIN_LIMIT spins in a forward pass,
+    LINGER after one); 1 when a job of the other dtype waits, which the caller passes to the other
+    compilation."""
     idle = 0
     while True:
         if _load(control, PARK) or _load(control, STOP):
@@ -283,6 +287,13 @@ def _serve(control, like, indices, flags, seen):
             if idle >= SPIN_LIMIT:
                 _store(control, PARK, 1)
                 return 0, seen
+            if idle >= LINGER and _load(control, ACTIVE) == 0 and _cas(control, PARK, 0, 1):
+                # parked, unless a caller began a forward pass meanwhile: it sets ACTIVE, then reads PARK (to
+                # wake us), and we set PARK, then read ACTIVE, each a full barrier: one of us sees the other
+                if _load(control, ACTIVE) == 0:
+                    return 0, seen
+                _store(control, PARK, 0)
+                idle = 0
             _pause()
             continue
         if (_load(control, FLOAT64) != 0) != _wide(like):
@@ -302,6 +313,12 @@ def _publish(control, generation):
 @numba.njit(nogil=True, cache=True)
 def _set(control, index, value):
     _store(control, index, value)
+
+
+@numba.njit(nogil=True, cache=True)
+def _begin(control):
+    """ACTIVE = 1 with a full barrier: the caller's next read of PARK comes after it (see _serve)."""
+    _cas(control, ACTIVE, 0, 1)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -455,14 +472,21 @@ class Team:
             wide = wide != (why == 1)  # a job of the other dtype: its compilation takes over
 
     def unpark(self):
-        """Helpers spin from now on (they wake within a fraction of a millisecond)."""
+        """A forward pass begins: helpers spin from now on (sleeping ones wake within a fraction of a
+        millisecond; those still lingering after the last pass are awake)."""
+        _begin(self.control)
         if self.control[PARK]:
             with self.wake:
                 _set(self.control, PARK, 0)
                 self.wake.notify_all()
 
+    def release(self):
+        """The forward pass is over: helpers linger for LINGER spins in case another comes, then sleep."""
+        _set(self.control, ACTIVE, 0)
+
     def park(self):
         """Helpers go back to sleep after the job at hand."""
+        _set(self.control, ACTIVE, 0)
         _set(self.control, PARK, 1)
 
     def _job(self, kind, count, arrays, scalars):

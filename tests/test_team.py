@@ -123,7 +123,11 @@ def test_helpers_sleep_between_forward_passes(minilm_path, monkeypatch):
     model = bertnp.load(minilm_path, backend="numba")
     vectors = model.embed(["a text to embed"])
     crew = team._team
-    assert crew is not None and crew.control[team.PARK] == 1  # asleep once the call has returned
+    assert crew is not None and crew.control[team.ACTIVE] == 0
+    deadline = time.monotonic() + 5  # they linger for LINGER spins (a few ms), then sleep
+    while crew.control[team.PARK] == 0:
+        assert time.monotonic() < deadline, "the helpers still spin 5 s after the call returned"
+        time.sleep(0.001)
     assert all(thread.is_alive() for thread in crew.threads)
     monkeypatch.setattr(kernels, "threads", lambda: 1)  # no team: the same numbers
     assert np.array_equal(model.embed(["a text to embed"]), vectors)
