@@ -352,15 +352,16 @@ def bias_activation(x, bias, activation, parallel):
 @serial_kernel
 def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n_heads, distance, relative,
            context, probs, write_probs):
-    """One (sequence s, head h) of `attention`: two small GEMMs on kernels.packed's micro-kernel, transposed
-    so that queries run along the SIMD lanes, W (two vectors) at a time.
+    """One (sequence s, head h) of `attention`: two small GEMMs on kernels.packed's micro-kernel, scores
+    transposed so that queries run along the SIMD lanes, W (two vectors) at a time.
 
     QUERY_BLOCK queries at a time, in QP panels of W queries:
       scores^T [QP, nk, W] = K Q^T: K read in place from qkv (MR keys per micro-kernel call), Q^T + bias
                              copied into panels [QP, D, W], the layout of a packed weight;
       softmax down each panel's columns over the nk keys, elementwise across the lanes (no horizontal
                              reduction: max and sum vectorize);
-      context^T [QP, D, W] = V^T exp(scores)^T: V^T copied once into [D, nk] (MR rows of D per call).
+      context [W, D]       = exp(scores) V for each panel: exp(scores) read in place down its columns (MR
+                             queries per call), V copied once into panels [VP, nk, W] of W columns.
     K's bias is left out of scores: it adds q . key_bias to every score of query q, which softmax cancels
     (relative_key_query's term, which multiplies keys by positions, adds it back).
     """
@@ -376,19 +377,22 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
     QP = QUERY_BLOCK // W
     q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
     query_bias, key_bias, value_bias = qkv_bias[q_col:q_col + D], qkv_bias[k_col:k_col + D], qkv_bias[v_col:v_col + D]
-    values_t = np.empty((D, nk), qkv.dtype)  # V^T, its bias added after the division
-    for j in range(nk):
+    VP = (D + W - 1) // W
+    values = np.empty((VP, nk, W), qkv.dtype)  # V in panels of W columns, zero past D; its bias added after
+    for j in range(nk):                         # the division
         value = qkv[k0 + j, v_col:v_col + D]
-        for d in range(D):
-            values_t[d, j] = value[d]
+        for vp in range(VP):
+            panel = values[vp, j]
+            for c in range(W):
+                panel[c] = value[vp * W + c] if vp * W + c < D else 0
     queries_t = np.zeros((QP, D, W), qkv.dtype)  # Q^T + bias; zero lanes past the last query
     scores_t = np.empty((QP, nk, W), qkv.dtype)
-    context_t = np.empty((QP, D, W), qkv.dtype)  # exp(scores) V, transposed, before the division
+    tile = np.empty((W, VP * W), qkv.dtype)  # one panel's exp(scores) V, before the division
     top = np.empty(W, qkv.dtype)
     total = np.empty(W, np.float64)
     inv_total = np.empty((QP, W), qkv.dtype)
-    flat_qkv, flat_v = qkv.reshape(-1), values_t.reshape(-1)
-    flat_q, flat_s, flat_c = queries_t.reshape(-1), scores_t.reshape(-1), context_t.reshape(-1)
+    flat_qkv, flat_v, flat_t = qkv.reshape(-1), values.reshape(-1), tile.reshape(-1)
+    flat_q, flat_s = queries_t.reshape(-1), scores_t.reshape(-1)
     for b0 in range(q0, q1, QUERY_BLOCK):
         nb = min(QUERY_BLOCK, q1 - b0)
         panels = (nb + W - 1) // W
@@ -402,7 +406,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                 q_t[d, lane] = 0
         for p in range(panels):
             for j in range(0, nk, MR):  # scores^T = K Q^T: [nk, D] @ [D, W]
-                packed._micro_rows(flat_qkv, (k0 + j) * 3 * H + k_col, 3 * H, flat_q, p * D * W, flat_s,
+                packed._micro_rows(flat_qkv, (k0 + j) * 3 * H + k_col, 3 * H, 1, flat_q, p * D * W, flat_s,
                                    (p * nk + j) * W, W, D, False, min(MR, nk - j))
             s_t, q_t = scores_t[p], queries_t[p]  # [nk, W], [D, W]
             if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ (k + key_bias) . table[t_q - t_k])
@@ -436,14 +440,15 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                         total[i] += row[i]
             for i in range(W):
                 inv_total[p, i] = F(1.0 / total[i])
-            for d in range(0, D, MR):  # context^T = V^T exp(scores)^T: [D, nk] @ [nk, W]
-                packed._micro_rows(flat_v, d * nk, nk, flat_s, p * nk * W, flat_c, (p * D + d) * W, W, nk, False,
-                                   min(MR, D - d))
-        for i in range(nb):  # probabilities sum to 1, so the value bias adds once, after the division
-            out, c_t, lane = context[b0 + i, q_col:q_col + D], context_t[i // W], i % W
-            inv = inv_total[i // W, lane]
-            for d in range(D):
-                out[d] = c_t[d, lane] * inv + value_bias[d]
+            rows = min(W, nb - p * W)
+            for vp in range(VP):  # context = exp(scores) V: [rows, nk] (scores^T read down) @ [nk, W]
+                for i in range(0, rows, MR):
+                    packed._micro_rows(flat_s, p * nk * W + i, 1, W, flat_v, vp * nk * W, flat_t, i * VP * W + vp * W,
+                                       VP * W, nk, False, min(MR, rows - i))
+            for i in range(rows):  # probabilities sum to 1, so the value bias adds once, after the division
+                out, sums, inv = context[b0 + p * W + i, q_col:q_col + D], tile[i], inv_total[p, i]
+                for d in range(D):
+                    out[d] = sums[d] * inv + value_bias[d]
         if write_probs:
             for i in range(nb):
                 t_q, p, lane = token_index[b0 + i] % T, i // W, i % W

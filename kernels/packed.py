@@ -53,21 +53,22 @@ def unpack(panels: np.ndarray, columns: int) -> np.ndarray:
 
 
 @intrinsic
-def _micro(typingctx, a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
     """c[i, j] (+)= sum over k < k_count of a[i, k] * b[k, j], for i < rows, j < NR.
 
-    a, b, c: arrays of one float dtype, addressed as flat memory from element a_start (rows lda apart),
-    b_start (a contiguous [k_count, NR] panel chunk), c_start (rows ldc apart). accumulate: add the sums
-    to c, or overwrite it. rows: a literal from 1 to MR.
+    a, b, c: arrays of one float dtype, addressed as flat memory from element a_start (rows lda apart, and
+    a row's elements a_step apart: 1 for a row-major matrix), b_start (a contiguous [k_count, NR] panel
+    chunk), c_start (rows ldc apart). accumulate: add the sums to c, or overwrite it. rows: a literal from
+    1 to MR.
     """
     if not isinstance(rows, types.IntegerLiteral):
         return None
     dtype = a.dtype
-    sig = types.void(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows)
+    sig = types.void(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows)
     mr = rows.literal_value
 
     def codegen(context, builder, signature, args):
-        a_arr, a0, lda_, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _ = args
+        a_arr, a0, lda_, step, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _ = args
         scalar = context.get_value_type(dtype)
         lanes = VECTOR_BYTES // np.dtype(dtype.name).itemsize
         vec = ir.VectorType(scalar, lanes)
@@ -79,8 +80,8 @@ def _micro(typingctx, a, a_start, lda, b, b_start, c, c_start, ldc, k_count, acc
             return builder.gep(base, [start])
 
         a_ptr = data(a_arr, signature.args[0], a0)
-        b_ptr = builder.bitcast(data(b_arr, signature.args[3], b0), vec.as_pointer())
-        c_ptr = data(c_arr, signature.args[5], c0)
+        b_ptr = builder.bitcast(data(b_arr, signature.args[4], b0), vec.as_pointer())
+        c_ptr = data(c_arr, signature.args[6], c0)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                              f"llvm.fma.v{lanes}{'f32' if lanes == 16 else 'f64'}")
         zero = ir.Constant(vec, [0.0] * lanes)
@@ -94,10 +95,11 @@ def _micro(typingctx, a, a_start, lda, b, b_start, c, c_start, ldc, k_count, acc
         k = builder.phi(i64)
         sums = [[builder.phi(vec) for _ in range(vectors)] for _ in range(mr)]
         panel_row = builder.gep(b_ptr, [builder.mul(k, ir.Constant(i64, vectors))])
+        a_k = builder.mul(k, step)
         b_vectors = [builder.load(builder.gep(panel_row, [ir.Constant(i64, j)]), align=8) for j in range(vectors)]
         updated = []
         for i in range(mr):
-            a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), k)]))
+            a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), a_k)]))
             broadcast = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined), a_ik,
                                                                       ir.Constant(ir.IntType(32), 0)),
                                                ir.Constant(vec, ir.Undefined), splat)
@@ -130,20 +132,20 @@ def _micro(typingctx, a, a_start, lda, b, b_start, c, c_start, ldc, k_count, acc
 
 
 @numba.njit(inline="always")
-def _micro_rows(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+def _micro_rows(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
     """_micro for a row count known only at run time (the last block of rows)."""
     if rows == 6:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 6)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 6)
     elif rows == 5:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 5)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 5)
     elif rows == 4:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 4)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 4)
     elif rows == 3:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 3)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 3)
     elif rows == 2:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 2)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 2)
     else:
-        _micro(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, 1)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 1)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -168,11 +170,11 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
                 k_count = min(KC, K - k0)
                 for i in range(i0, i1, MR):
                     if whole:
-                        _micro_rows(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_c, i * N + j0, N,
+                        _micro_rows(flat_a, i * K + k0, K, 1, flat_b, (p * K + k0) * width, flat_c, i * N + j0, N,
                                     k_count, k0 > 0, min(MR, i1 - i))
                     else:
-                        _micro_rows(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_edge, (i - i0) * width,
-                                    width, k_count, k0 > 0, min(MR, i1 - i))
+                        _micro_rows(flat_a, i * K + k0, K, 1, flat_b, (p * K + k0) * width, flat_edge,
+                                    (i - i0) * width, width, k_count, k0 > 0, min(MR, i1 - i))
             if not whole:
                 for i in range(i0, i1):
                     for j in range(N - j0):
