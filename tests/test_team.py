@@ -88,7 +88,7 @@ def test_jobs_equal_one_thread_bit_for_bit_on_a_busy_machine(dtype):
 
 
 def exercise(crew, rng, dtype):
-    """300 random jobs, each against the same kernels on one thread."""
+    """300 or more random jobs, each against the same kernels on one thread."""
     deadline = time.monotonic() + 60
     while crew.control[team.HELPED] == 0:  # until the helper has woken and loaded its compiled loop
         assert crew.threads[0].is_alive(), "the helper died"  # an exception in it ends its thread
@@ -97,7 +97,12 @@ def exercise(crew, rng, dtype):
         args, kwargs, _ = gemm_job(rng, dtype)
         crew.matmul(*args, **kwargs)
     helped = crew.control[team.HELPED]
-    for _ in range(300):
+    jobs, deadline = 0, time.monotonic() + 60
+    # 300 jobs, and more until the helper has run 50 blocks of them: the OS may run the helper on the caller's
+    # core for a while (the two background processes on the other), and then it finds a job open only when
+    # the caller is descheduled in the middle of one (measured: all of 300 jobs in 0.1 s, none helped)
+    while jobs < 300 or (crew.control[team.HELPED] - helped < 50 and time.monotonic() < deadline):
+        jobs += 1
         crew.unpark()  # as bertnp.fast does before each forward pass
         if rng.integers(0, 2):
             args, kwargs, want = gemm_job(rng, dtype)
@@ -110,9 +115,8 @@ def exercise(crew, rng, dtype):
             assert np.array_equal(args[11], context) and np.array_equal(args[12], probs)
     crew.park()
     assert crew.threads[0].is_alive(), "the helper died"  # an exception in it would end its thread
-    assert crew.control[team.HELPED] > helped, "the helper ran no block of these jobs: the test proves nothing"
-
-
+    assert crew.control[team.HELPED] - helped >= 50, \
+        f"the helper ran {crew.control[team.HELPED] - helped} blocks of {jobs} jobs in 60 s: the test proves little"
 
 
 def test_helpers_sleep_between_forward_passes(minilm_path, monkeypatch):
