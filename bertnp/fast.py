@@ -186,7 +186,7 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
     B, T = input_ids.shape
     M = token_index.shape[0]
     dtype = w.embeddings.word.dtype
-    H, N, I = config.hidden_size, config.num_attention_heads, config.intermediate_size
+    H, I = config.hidden_size, config.intermediate_size
     eps = config.layer_norm_eps
 
     def linear(a, dense, out):  # model.linear without its bias

@@ -6,9 +6,9 @@ kernel runs.
 
 Threads. bertnp.fast runs neither BLAS nor Numba's threads: with n threads, the calling thread and n - 1
 helpers of kernels.team share each GEMM and each attention in blocks; the helpers spin while a forward
-pass runs and sleep between calls (team.py says why and what it measured). The row kernels of cpu.py
-can still run on Numba's threads when a caller passes parallel=True; for those we pick the workqueue
-layer, built into every Numba, whose threads sleep on a condition variable (an explicit
+pass runs, linger a few ms, then sleep until the next (team.py says why and what it measured). The row
+kernels of cpu.py can still run on Numba's threads when a caller passes parallel=True; for those we pick
+the workqueue layer, built into every Numba, whose threads sleep on a condition variable (an explicit
 NUMBA_THREADING_LAYER still wins): OpenMP's spin after each kernel, and spinning pools starve each other
 on a machine with as many threads as cores (one 16-token MiniLM text took 203 ms instead of 5 on 2 cores
 with OpenMP and OpenBLAS). One number sets everything: `set_threads` (or BERTNP_NUM_THREADS).

@@ -513,8 +513,7 @@ class Team:
         generation = self._job(GEMM, count, arrays, scalars)
         _gemm_blocks(self.control, generation, *arrays)
         _wait(self.control)
-        if not by_rows and scalars["EPILOGUE"] != NONE:  # blocks of panels: the rows are whole only now
-            _epilogue(self.control, out, 0, out.shape[0], *arrays[3:])
+        _finish(self.control, self.likes[int(out.dtype == np.float64)])
         return out
 
     def attention(self, count, *args):
