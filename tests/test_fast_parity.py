@@ -156,9 +156,11 @@ def test_prepare_lays_out_gemm_weights():
     fw = fast.prepare(weights, config)
     layer, source = fw.layers[0], weights.layers[0]
     qkv = packed.unpack(layer.qkv.weight, 36)  # [H, 3H] from its panels
-    assert layer.qkv.weight.shape == (2, 12, 32) and layer.qkv.weight.flags.c_contiguous  # 36 columns in 2 panels
+    width = packed.NR[np.dtype(np.float32)]  # 32 columns with AVX-512, 16 with AVX2
+    panels = -(-36 // width)
+    assert layer.qkv.weight.shape == (panels, 12, width) and layer.qkv.weight.flags.c_contiguous
     np.testing.assert_array_equal(qkv[:, 12:24], source.key.weight.T)
-    assert not layer.qkv.weight[1, :, 4:].any()  # the padding columns
+    assert not layer.qkv.weight[-1, :, 36 - (panels - 1) * width:].any()  # the padding columns
     np.testing.assert_array_equal(layer.qkv.bias[24:], source.value.bias)
     np.testing.assert_array_equal(packed.unpack(layer.intermediate.weight, 7), source.intermediate.weight.T)
     np.testing.assert_array_equal(packed.unpack(layer.output.weight, 12), source.output.weight.T)

@@ -336,6 +336,66 @@ def test_gemm_rows_do_not_depend_on_threads_or_batch(dtype, rows, inner, columns
         assert np.array_equal(alone[0], results[0][row]), f"row {row} alone differs from row {row} in the batch"
 
 
+WIDTH_CHILD = """
+import sys
+import numpy as np
+from bertnp.kernels import cpu, packed
+
+def inputs(dtype):  # the same arrays in parent and child: a GEMM past one chunk and one block, and attention
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((100, 300)).astype(dtype) / 17
+    w = rng.standard_normal((300, 70)).astype(dtype)
+    mask = np.ones((2, 40), np.int64)
+    mask[1, 29:] = 0
+    token_index, seq_start, key_start, uniform = cpu.pack(mask)
+    qkv = rng.standard_normal((token_index.size, 3 * 48)).astype(dtype)
+    bias = rng.standard_normal(3 * 48).astype(dtype)
+    distance = np.zeros((1, 24), dtype)
+    bias.flags.writeable = distance.flags.writeable = False
+    return a, w, (qkv, bias, seq_start, key_start, uniform, token_index, 40, 2, distance, 0)
+
+def results():
+    out = {"width": np.array(packed.NR[np.dtype(np.float32)])}
+    for dtype in (np.float32, np.float64):
+        a, w, attention = inputs(dtype)
+        product = np.empty((a.shape[0], w.shape[1]), dtype)
+        packed.matmul(a, packed.pack(w), product)
+        context = np.empty((attention[0].shape[0], 48), dtype)
+        cpu.attention(*attention, context, np.zeros((1, 1, 1, 1), dtype), False, False)
+        out[f"gemm {np.dtype(dtype).name}"], out[f"attention {np.dtype(dtype).name}"] = product, context
+    return out
+
+if __name__ == "__main__":
+    np.savez(sys.argv[1], **results())
+"""
+
+
+def test_results_do_not_depend_on_the_vector_width(tmp_path):
+    """Panels are as wide as two of the machine's SIMD registers (kernels.packed.vector_bytes: 32 float32
+    columns with AVX-512, 16 with AVX2), yet every output element is the same sequence of fused multiply-adds
+    at any width: GEMMs and attention are bit-equal on a narrower machine. Emulated here by compiling the
+    kernels again in a child told that the widest extension is missing (NUMBA_CPU_FEATURES)."""
+    import llvmlite.binding
+
+    features = llvmlite.binding.get_host_cpu_features().flatten().split(",")
+    drop = {64: "+avx512", 32: "+avx2"}.get(packed.VECTOR_BYTES)
+    if drop is None or numba.config.CPU_FEATURES is not None:
+        pytest.skip(f"{packed.VECTOR_BYTES}-byte vectors (NUMBA_CPU_FEATURES={numba.config.CPU_FEATURES}): none narrower")
+    narrower = ",".join("-" + f[1:] if f.startswith(drop) else f for f in features)
+    script = tmp_path / "width.py"
+    script.write_text(WIDTH_CHILD)
+    env = dict(os.environ, NUMBA_CPU_FEATURES=narrower, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, str(script), str(tmp_path / "out.npz")], env=env, check=True, timeout=600)
+    child = dict(np.load(tmp_path / "out.npz"))
+    namespace = {}
+    exec(compile(WIDTH_CHILD, "width.py", "exec"), namespace)
+    ours = namespace["results"]()
+    assert child.pop("width") == ours.pop("width") // 2, "the child did not compile for half the width"
+    for name, value in ours.items():
+        difference = np.abs(child[name].astype(np.float64) - value).max()
+        assert np.array_equal(child[name], value), f"{name}: differs at half the vector width by {difference:.2e}"
+
+
 def test_single_threaded_blas_limits_and_restores():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from bertnp import blas
