@@ -20,26 +20,24 @@ Twin: `a @ w` (model.linear without its bias). tests/test_kernels.py holds them 
 
 from __future__ import annotations
 
-import llvmlite.binding
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils, codegen, config
 from numba.extending import intrinsic
-
 
 
 def vector_bytes(features: str | None = None) -> int:
     """The width of the SIMD registers Numba compiles for: 64 bytes with AVX-512, 32 with AVX2, else 16.
 
-    features: LLVM's feature string ("+avx2,-avx512f,..."); by default Numba's own choice, NUMBA_CPU_FEATURES
-    or the host's. Numba's cache keys compiled code by CPU and features, so code built with one width is
-    never loaded on a machine that wants another.
+    features: LLVM's feature string ("+avx2,-avx512f,..."); by default the one Numba compiles with:
+    NUMBA_CPU_FEATURES, or the host's as Numba reads them (without AVX under NUMBA_ENABLE_AVX=0). Numba's
+    cache keys compiled code by CPU and features, so code built with one width is never loaded on a machine
+    that wants another.
     """
     if features is None:
-        features = config.CPU_FEATURES if config.CPU_FEATURES is not None else \
-            llvmlite.binding.get_host_cpu_features().flatten()
+        features = config.CPU_FEATURES if config.CPU_FEATURES is not None else codegen.get_host_cpu_features()
     flags = set(features.split(","))
     return 64 if "+avx512f" in flags else 32 if "+avx2" in flags and "+fma" in flags else 16
 
@@ -47,7 +45,8 @@ def vector_bytes(features: str | None = None) -> int:
 MR = 6  # rows per micro-kernel call
 VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are MR x 2 registers
 NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTES // 4}  # panel width: two vectors
-KC = 256  # k per chunk: a [KC, NR] float32 panel chunk (32 KB) stays in L1 while MC rows pass over it
+KC = 256  # k per chunk: a [KC, NR] panel chunk (32 KB with AVX-512, 16 with AVX2) stays in L1 while MC
+#   rows pass over it
 MC = 96  # rows per block: MC x KC values of `a` (96 KB) stay in L2 while every panel passes over them
 
 

@@ -375,9 +375,9 @@ def test_results_do_not_depend_on_the_vector_width(tmp_path):
     columns with AVX-512, 16 with AVX2), yet every output element is the same sequence of fused multiply-adds
     at any width: GEMMs and attention are bit-equal on a narrower machine. Emulated here by compiling the
     kernels again in a child told that the widest extension is missing (NUMBA_CPU_FEATURES)."""
-    import llvmlite.binding
+    from numba.core import codegen
 
-    features = llvmlite.binding.get_host_cpu_features().flatten().split(",")
+    features = codegen.get_host_cpu_features().split(",")
     drop = {64: "+avx512", 32: "+avx2"}.get(packed.VECTOR_BYTES)
     if drop is None or numba.config.CPU_FEATURES is not None:
         pytest.skip(f"{packed.VECTOR_BYTES}-byte vectors (NUMBA_CPU_FEATURES={numba.config.CPU_FEATURES}): none narrower")
