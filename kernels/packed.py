@@ -6,10 +6,16 @@ rows of arithmetic. Here the weights are packed once, at load (`pack`): w [K, N]
 columns, each a contiguous [K, NR] block, so that a call streams every weight once, in order.
 
 The arithmetic is a register-blocked micro-kernel (`_micro`): MR rows of `a` times one panel, the MR x NR
-sums held in vector registers for a whole chunk of K (12 zmm registers on AVX-512: 6 rows x 2 vectors),
-one fused multiply-add per row and vector per k. Numba's vectorizer never keeps such a block of sums in
-registers, so it is written as LLVM vector IR in a Numba intrinsic. Measured on one Zen 5 core, float32:
-185 GFLOP/s on 18 x 384 x 1152 (OpenBLAS single-threaded: 95), 215 on 4098 x 384 x 1536 (OpenBLAS: 188).
+sums held in vector registers for a whole chunk of K, one fused multiply-add per row and vector per k. A
+panel is two of the machine's vectors wide (`vector_bytes`), so the sums are 6 rows x 2 vectors: 12 zmm
+registers with AVX-512 (NR = 32 float32), 12 ymm with AVX2 (NR = 16), which leaves room for the panel's
+two vectors and a broadcast in AVX2's 16 registers. Numba's vectorizer never keeps such a block of sums in
+registers, so it is written as LLVM vector IR in a Numba intrinsic. Measured on one core, float32, against
+OpenBLAS single-threaded on the same machine:
+  - Zen 5 (AVX-512): 185 GFLOP/s on 18 x 384 x 1152 (OpenBLAS: 95), 215 on 4098 x 384 x 1536 (188);
+  - Zen 3 (AVX2, a busy 2-core VM, medians of 9): 62 on 18 x 384 x 1152 (40), 46-52 on 640 to 4096 x 384
+    x 1536 (52-62), 57 on 4096 x 1536 x 384 (63-65): large GEMMs up to a quarter below OpenBLAS there,
+    and a larger KC or MC changed them by under 5%.
 
 Every output element is one sum over k in one fixed order (chunks of KC values, a fused multiply-add for
 each, chunks added in order), whatever the other rows of `a`, the block a row is computed in and the

@@ -34,7 +34,9 @@ def minilm_path():
 
 
 # Modules whose results depend on the BLAS kernels and thread counts (batch heights, thread splits, parity
-# bounds): .ci/run runs them again with the other OpenBLAS kernels, at 1 and 2 threads (`-m blas`).
+# bounds): .ci/run runs them again with the other OpenBLAS kernels, at 1 and 2 threads (`-m blas`). A test
+# there that touches no BLAS (our own kernels against themselves or libm) says so with @pytest.mark.blas_free
+# and runs once: on 2 slow cores, test_results_do_not_depend_on_the_vector_width alone took 40 s a pass.
 BLAS_SENSITIVE = {
     "test_deterministic.py", "test_fast_parity.py", "test_kernels.py", "test_gpu.py", "test_minilm.py",
     "test_parity_random.py", "test_golden.py", "test_heads.py", "test_embedder.py", "test_classifier.py",
@@ -44,5 +46,5 @@ BLAS_SENSITIVE = {
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in BLAS_SENSITIVE:
+        if item.path.name in BLAS_SENSITIVE and item.get_closest_marker("blas_free") is None:
             item.add_marker(pytest.mark.blas)

@@ -82,6 +82,7 @@ def computed_positions(mask):
 # ---- scalar math ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.blas_free
 def test_erf_float32_within_ulps_of_exact():
     x = np.concatenate([np.linspace(0, 4.5, 8_000_001, dtype=np.float32),
                         np.geomspace(1e-30, 1, 200_001).astype(np.float32)])
@@ -370,6 +371,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.blas_free
 def test_results_do_not_depend_on_the_vector_width(tmp_path):
     """Panels are as wide as two of the machine's SIMD registers (kernels.packed.vector_bytes: 32 float32
     columns with AVX-512, 16 with AVX2), yet every output element is the same sequence of fused multiply-adds
