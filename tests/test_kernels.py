@@ -300,7 +300,7 @@ def test_bertnp_num_threads_is_read_at_import():
        columns=st.integers(1, 100), seed=st.integers(0, 2**16))
 def test_packed_gemm_equals_numpy(dtype, rows, inner, columns, seed):
     """kernels.packed against its twin a @ w, both against the float64 product: every shape, including K
-    past one chunk (KC), rows past one block (MC) and a last panel padded with zero columns."""
+    past one chunk (KC), rows past one block of `a` (A_BYTES) and a last panel padded with zero columns."""
     rng = np.random.default_rng(seed)
     a = (rng.standard_normal((rows, inner)) / math.sqrt(inner)).astype(dtype)
     w = rng.standard_normal((inner, columns)).astype(dtype)
