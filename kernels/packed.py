@@ -55,7 +55,9 @@ NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTE
 KC = 256  # k per chunk: a [KC, NR] panel chunk (32 KB with AVX-512, 16 with AVX2) stays in L1 while a block
 #   of rows passes over it
 A_BYTES = 128 * 1024  # a block of `a`'s rows, copied in groups of MR (matmul_block), stays in L2 while every
-#   panel passes over it: 84 rows of K = 384 float32, 18 of K = 1536. On a Zen 3 core 64 to 320 KB were alike
+#   panel passes over it: 84 rows of K = 384 float32. On a Zen 3 core 64 to 320 KB were alike
+MIN_ROWS = 48  # but never fewer rows than this, or each panel streams from L3 for too few of them: BERT-base's
+#   48 x 3072 x 768 ran at 36 GFLOP/s in blocks of 6 rows (A_BYTES's), 64 in blocks of 48 (295 KB of `a`)
 
 
 def pack(weight: np.ndarray) -> np.ndarray:
@@ -177,17 +179,18 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     """out[first:last, columns of panels first_panel..last_panel-1] = the same block of a @ w, w packed by
     `pack`. a [M, K] and out [M, N] C-contiguous.
 
-    Rows of `a` are copied, a block of at most A_BYTES at a time, into groups of MR rows laid out k-major
-    ([K, MR] per group): the micro-kernel then reads one stream of `a`, in order, where it read MR rows
-    K apart. Every sum is the same as without the copy. On one Zen 3 core (AVX2) this made MiniLM's and
-    BERT-base's GEMMs 5-15% faster (medians of 9: 640 x 384 x 1536 46 -> 54 GFLOP/s, 4096 x 1536 x 384
-    54 -> 60).
+    Rows of `a` are copied, a block at a time (A_BYTES, at least MIN_ROWS rows), into groups of MR rows
+    laid out k-major ([K, MR] per group): the micro-kernel then reads one stream of `a`, in order, where it
+    read MR rows K apart. Every sum is the same as without the copy. On one Zen 3 core (AVX2, medians of 9
+    and 7) MiniLM's GEMMs ran 5-15% faster (640 x 384 x 1536: 52 -> 57-60 GFLOP/s, 4096 x 1536 x 384: 60
+    -> 63-68), BERT-base's as before (48 x 3072 x 768: 66 -> 64, 48 x 768 x 3072: 59 -> 61).
     nogil: kernels.gemm runs blocks on several Python threads at once.
     """
     K = a.shape[1]
     _, _, width = panels.shape
     N = out.shape[1]
-    mc = max(1, min(A_BYTES // (max(K, 1) * MR * a.itemsize), -(-(last - first) // MR))) * MR  # rows per block
+    groups = max(MIN_ROWS // MR, A_BYTES // (max(K, 1) * MR * a.itemsize))  # per block of rows
+    mc = max(1, min(groups, -(-(last - first) // MR))) * MR
     flat_b, flat_c = panels.reshape(-1), out.reshape(-1)
     block = np.empty(mc * K, a.dtype)  # group g of the block's rows: block[g*K*MR : (g+1)*K*MR] as [K, MR]
     edge = np.empty((mc, width), out.dtype)  # the last panel when it is padded: its sums land here first
