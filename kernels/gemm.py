@@ -24,8 +24,8 @@ from .team import Plan
 SPLIT_ROWS = 64  # from this many rows, blocks of rows; below, blocks of panels (each thread streams its own weights)
 TEAM_MIN_WORK = 1_000_000  # multiply-adds below which the caller does it all: one 16-token text's GEMMs (2.4M
 #   to 9.4M) are split; its pooler's (0.15M) is not
-ROWS_PER_BLOCK = 48  # a team's blocks of rows (whole groups of packed.MR): small, so that the caller and helpers
-#   finish together even when the OS slows one down. On 2 Zen 3 cores (AVX2) GEMMs of 640 rows ran at 114-127
+ROWS_PER_BLOCK = 48  # a team's blocks of rows (whole groups of packed.GROUP): small, so that the caller and
+#   helpers finish together even when the OS slows one down. On 2 Zen 3 cores (AVX2) GEMMs of 640 rows ran at 114-127
 #   GFLOP/s in 4 blocks of 160 rows, 123-146 in 14 of 48; each block streams the weights once, 24 flops a byte
 
 
@@ -51,7 +51,7 @@ def matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, team=None, bias=N
     if team is not None and team.helpers and rows * inner * P * panels.shape[2] >= TEAM_MIN_WORK:
         threads = team.helpers + 1
         by_rows = rows >= SPLIT_ROWS
-        groups = -(-rows // packed.MR)
+        groups = -(-rows // packed.GROUP)
         count = min(max(2 * threads, -(-rows // ROWS_PER_BLOCK)), groups) if by_rows else min(2 * threads, P)
         return team.matmul(a, panels, out, count, by_rows, **epilogue)
     if isinstance(team, Plan):  # a plan records every GEMM: this one as one block, for whoever claims it

@@ -49,14 +49,22 @@ def vector_bytes(features: str | None = None) -> int:
     return 64 if "+avx512f" in flags else 32 if "+avx2" in flags and "+fma" in flags else 16
 
 
-MR = 6  # rows per micro-kernel call
-VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are MR x 2 registers
+MR = 6  # rows per micro-kernel call where `a` is read in place (kernels.cpu.attend)
+VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are rows x 2 registers
 NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTES // 4}  # panel width: two vectors
+GROUP = 12 if VECTOR_BYTES == 64 else MR  # rows per micro-kernel call in matmul_block, as many as the registers
+#   hold: 24 sums of AVX-512's 32 registers, 12 of AVX2's 16. One Sapphire Rapids core, a panel chunk in L1:
+#   12 rows 135 GFLOP/s, 6 rows 97
+GROUP_2_3, GROUP_1_3 = 2 * GROUP // 3, GROUP // 3  # the last group's rows are computed as a third of GROUP at a
+#   time (literals for _micro)
+PREFETCH = 32  # the micro-kernel asks for the panel's row this many rows ahead: a panel read from memory (few
+#   rows of `a`: one text) arrives in time. On a Sapphire Rapids core 16 x 384 x 1536 with the weights in
+#   memory: 10-20% faster; 16 and 32 rows ahead alike, 8 less
 KC = 256  # k per chunk: a [KC, NR] panel chunk (32 KB with AVX-512, 16 with AVX2) stays in L1 while a block
 #   of rows passes over it
 A_BYTES = 128 * 1024  # a block of `a`'s rows, copied in groups of MR (matmul_block), stays in L2 while every
 #   panel passes over it: 84 rows of K = 384 float32. On a Zen 3 core 64 to 320 KB were alike
-MIN_ROWS = 48  # but never fewer rows than this, or each panel streams from L3 for too few of them: BERT-base's
+MIN_ROWS = 48  # (a multiple of GROUP) but never fewer rows than this, or each panel streams from L3 for too few of them: BERT-base's
 #   48 x 3072 x 768 ran at 36 GFLOP/s in blocks of 6 rows (A_BYTES's), 64 in blocks of 48 (295 KB of `a`)
 
 
@@ -79,22 +87,22 @@ def unpack(panels: np.ndarray, columns: int) -> np.ndarray:
 
 
 @intrinsic
-def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
-    """c[i, j] (+)= sum over k < k_count of a[i, k] * b[k, j], for i < rows, j < NR.
+def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows, live):
+    """c[i, j] (+)= sum over k < k_count of a[i, k] * b[k, j], for i < live, j < NR.
 
     a, b, c: arrays of one float dtype, addressed as flat memory from element a_start (rows lda apart, and
     a row's elements a_step apart: 1 for a row-major matrix), b_start (a contiguous [k_count, NR] panel
     chunk), c_start (rows ldc apart). accumulate: add the sums to c, or overwrite it. rows: a literal from
-    1 to MR.
+    1 to GROUP, the rows computed; live <= rows: the rows stored (the others are padding).
     """
     if not isinstance(rows, types.IntegerLiteral):
         return None
     dtype = a.dtype
-    sig = types.void(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows)
+    sig = types.void(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows, live)
     mr = rows.literal_value
 
     def codegen(context, builder, signature, args):
-        a_arr, a0, lda_, step, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _ = args
+        a_arr, a0, lda_, step, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _, live_rows = args
         scalar = context.get_value_type(dtype)
         lanes = VECTOR_BYTES // np.dtype(dtype.name).itemsize
         vec = ir.VectorType(scalar, lanes)
@@ -110,6 +118,9 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
         c_ptr = data(c_arr, signature.args[6], c0)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                              f"llvm.fma.v{lanes}{'f32' if dtype == types.float32 else 'f64'}")
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                                  "llvm.prefetch.p0")
         zero = ir.Constant(vec, [0.0] * lanes)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
         entry = builder.block
@@ -123,6 +134,10 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
         panel_row = builder.gep(b_ptr, [builder.mul(k, ir.Constant(i64, vectors))])
         a_k = builder.mul(k, step)
         b_vectors = [builder.load(builder.gep(panel_row, [ir.Constant(i64, j)]), align=8) for j in range(vectors)]
+        ahead = builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, PREFETCH * vectors)]), i8p)
+        for line in range(0, VECTOR_BYTES * vectors, 64):  # read, keep in every level, data
+            builder.call(prefetch, [builder.gep(ahead, [ir.Constant(i64, line)]), ir.Constant(i32, 0),
+                                    ir.Constant(i32, 3), ir.Constant(i32, 1)])
         updated = []
         for i in range(mr):
             a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), a_k)]))
@@ -147,11 +162,12 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
                 finals[i][j].add_incoming(updated[i][j], loop)
         add = builder.icmp_unsigned("!=", acc_flag, ir.Constant(acc_flag.type, 0))
         for i in range(mr):
-            row = builder.bitcast(builder.gep(c_ptr, [builder.mul(ir.Constant(i64, i), ldc_)]), vec.as_pointer())
-            for j in range(vectors):
-                target = builder.gep(row, [ir.Constant(i64, j)])
-                old = builder.load(target, align=8)
-                builder.store(builder.select(add, builder.fadd(old, finals[i][j]), finals[i][j]), target, align=8)
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(live_rows.type, i), live_rows), likely=True):
+                row = builder.bitcast(builder.gep(c_ptr, [builder.mul(ir.Constant(i64, i), ldc_)]), vec.as_pointer())
+                for j in range(vectors):
+                    target = builder.gep(row, [ir.Constant(i64, j)])
+                    old = builder.load(target, align=8)
+                    builder.store(builder.select(add, builder.fadd(old, finals[i][j]), finals[i][j]), target, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -161,17 +177,29 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
 def _micro_rows(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
     """_micro for a row count known only at run time (the last block of rows)."""
     if rows == 6:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 6)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 6, 6)
     elif rows == 5:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 5)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 5, 5)
     elif rows == 4:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 4)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 4, 4)
     elif rows == 3:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 3)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 3, 3)
     elif rows == 2:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 2)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 2, 2)
     else:
-        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 1)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, 1, 1)
+
+
+@numba.njit(inline="always")
+def _micro_group(a, a_start, b, b_start, c, c_start, ldc, k_count, accumulate, live):
+    """_micro for a group of matmul_block's copy ([K, GROUP], k-major): its first `live` rows (the rest zero),
+    computed as GROUP, two thirds or one third of it, whichever holds them."""
+    if live > GROUP_2_3:
+        _micro(a, a_start, 1, GROUP, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP, live)
+    elif live > GROUP_1_3:
+        _micro(a, a_start, 1, GROUP, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP_2_3, live)
+    else:
+        _micro(a, a_start, 1, GROUP, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP_1_3, live)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -179,9 +207,9 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     """out[first:last, columns of panels first_panel..last_panel-1] = the same block of a @ w, w packed by
     `pack`. a [M, K] and out [M, N] C-contiguous.
 
-    Rows of `a` are copied, a block at a time (A_BYTES, at least MIN_ROWS rows), into groups of MR rows
-    laid out k-major ([K, MR] per group): the micro-kernel then reads one stream of `a`, in order, where it
-    read MR rows K apart. Every sum is the same as without the copy. On one Zen 3 core (AVX2, medians of 9
+    Rows of `a` are copied, a block at a time (A_BYTES, at least MIN_ROWS rows), into groups of GROUP rows
+    laid out k-major ([K, GROUP] per group, the last padded with zeros): the micro-kernel then reads one
+    stream of `a`, in order, where it read GROUP rows K apart. Every sum is the same as without the copy. On one Zen 3 core (AVX2, medians of 9
     and 7) MiniLM's GEMMs ran 5-15% faster (640 x 384 x 1536: 52 -> 57-60 GFLOP/s, 4096 x 1536 x 384: 60
     -> 63-68), BERT-base's as before (48 x 3072 x 768: 66 -> 64, 48 x 768 x 3072: 59 -> 61).
     nogil: kernels.gemm runs blocks on several Python threads at once.
@@ -189,33 +217,37 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     K = a.shape[1]
     _, _, width = panels.shape
     N = out.shape[1]
-    groups = max(MIN_ROWS // MR, A_BYTES // (max(K, 1) * MR * a.itemsize))  # per block of rows
-    mc = max(1, min(groups, -(-(last - first) // MR))) * MR
+    groups = max(MIN_ROWS // GROUP, A_BYTES // (max(K, 1) * GROUP * a.itemsize))  # per block of rows
+    mc = max(1, min(groups, -(-(last - first) // GROUP))) * GROUP
     flat_b, flat_c = panels.reshape(-1), out.reshape(-1)
-    block = np.empty(mc * K, a.dtype)  # group g of the block's rows: block[g*K*MR : (g+1)*K*MR] as [K, MR]
+    block = np.empty(mc * K, a.dtype)  # group g of the block's rows: block[g*K*GROUP : (g+1)*K*GROUP] as [K, GROUP]
     edge = np.empty((mc, width), out.dtype)  # the last panel when it is padded: its sums land here first
     flat_edge = edge.reshape(-1)
     for i0 in range(first, last, mc):
         i1 = min(i0 + mc, last)
-        for g in range(-(-(i1 - i0) // MR)):
-            group = block[g * K * MR:(g + 1) * K * MR].reshape(K, MR)
-            for r in range(min(MR, i1 - i0 - g * MR)):
-                row = a[i0 + g * MR + r]
-                for k in range(K):
-                    group[k, r] = row[k]
+        for g in range(-(-(i1 - i0) // GROUP)):
+            group = block[g * K * GROUP:(g + 1) * K * GROUP].reshape(K, GROUP)
+            live = min(GROUP, i1 - i0 - g * GROUP)
+            for r in range(GROUP):
+                if r < live:
+                    row = a[i0 + g * GROUP + r]
+                    for k in range(K):
+                        group[k, r] = row[k]
+                else:
+                    group[:, r] = 0
         for p in range(first_panel, last_panel):
             j0 = p * width
             whole = j0 + width <= N
             for k0 in range(0, K, KC):  # one [KC, NR] chunk of the panel in L1, every group of rows over it
                 k_count = min(KC, K - k0)
-                for i in range(i0, i1, MR):
-                    start = (i - i0) * K + k0 * MR  # group (i - i0) / MR, row k0
+                for i in range(i0, i1, GROUP):
+                    start = (i - i0) * K + k0 * GROUP  # group (i - i0) / GROUP, row k0
                     if whole:
-                        _micro_rows(block, start, 1, MR, flat_b, (p * K + k0) * width, flat_c, i * N + j0, N,
-                                    k_count, k0 > 0, min(MR, i1 - i))
+                        _micro_group(block, start, flat_b, (p * K + k0) * width, flat_c, i * N + j0, N, k_count,
+                                     k0 > 0, min(GROUP, i1 - i))
                     else:
-                        _micro_rows(block, start, 1, MR, flat_b, (p * K + k0) * width, flat_edge,
-                                    (i - i0) * width, width, k_count, k0 > 0, min(MR, i1 - i))
+                        _micro_group(block, start, flat_b, (p * K + k0) * width, flat_edge, (i - i0) * width, width,
+                                     k_count, k0 > 0, min(GROUP, i1 - i))
             if not whole:
                 for i in range(i0, i1):
                     for j in range(N - j0):

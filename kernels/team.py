@@ -186,9 +186,9 @@ def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, bet
         block = _claim(control, generation)
         if block < 0:
             return ran
-        if by_rows:  # whole groups of the micro-kernel's MR rows, but for the last
-            g0, g1 = _span(block, count, (a.shape[0] + packed.MR - 1) // packed.MR)
-            r0, r1 = g0 * packed.MR, min(g1 * packed.MR, a.shape[0])
+        if by_rows:  # whole groups of the micro-kernel's GROUP rows, but for the last
+            g0, g1 = _span(block, count, (a.shape[0] + packed.GROUP - 1) // packed.GROUP)
+            r0, r1 = g0 * packed.GROUP, min(g1 * packed.GROUP, a.shape[0])
             packed.matmul_block(a, panels, out, r0, r1, 0, panels.shape[0])
             _epilogue(control, out, r0, r1, bias, residual, gamma, beta)
         else:
