@@ -64,8 +64,9 @@ KC = 256  # k per chunk: a [KC, NR] panel chunk (32 KB with AVX-512, 16 with AVX
 #   of rows passes over it
 A_BYTES = 128 * 1024  # a block of `a`'s rows, copied in groups of MR (matmul_block), stays in L2 while every
 #   panel passes over it: 84 rows of K = 384 float32. On a Zen 3 core 64 to 320 KB were alike
-MIN_ROWS = 48  # (a multiple of GROUP) but never fewer rows than this, or each panel streams from L3 for too few of them: BERT-base's
-#   48 x 3072 x 768 ran at 36 GFLOP/s in blocks of 6 rows (A_BYTES's), 64 in blocks of 48 (295 KB of `a`)
+MIN_ROWS = 48  # but never fewer rows than this (a multiple of GROUP), or each panel streams from L3 for too few
+#   of them: BERT-base's 48 x 3072 x 768 ran at 36 GFLOP/s in blocks of 6 rows (A_BYTES's), 64 in blocks of 48
+#   (295 KB of `a`)
 
 
 def pack(weight: np.ndarray) -> np.ndarray:
@@ -209,9 +210,10 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
 
     Rows of `a` are copied, a block at a time (A_BYTES, at least MIN_ROWS rows), into groups of GROUP rows
     laid out k-major ([K, GROUP] per group, the last padded with zeros): the micro-kernel then reads one
-    stream of `a`, in order, where it read GROUP rows K apart. Every sum is the same as without the copy. On one Zen 3 core (AVX2, medians of 9
-    and 7) MiniLM's GEMMs ran 5-15% faster (640 x 384 x 1536: 52 -> 57-60 GFLOP/s, 4096 x 1536 x 384: 60
-    -> 63-68), BERT-base's as before (48 x 3072 x 768: 66 -> 64, 48 x 768 x 3072: 59 -> 61).
+    stream of `a`, in order, where it read GROUP rows K apart. Every sum is the same as without the copy.
+    On one Zen 3 core (AVX2, medians of 9 and 7) MiniLM's GEMMs ran 5-15% faster (640 x 384 x 1536: 52 -> 57-60
+    GFLOP/s, 4096 x 1536 x 384: 60 -> 63-68), BERT-base's as before (48 x 3072 x 768: 66 -> 64, 48 x 768 x 3072:
+    59 -> 61).
     nogil: kernels.gemm runs blocks on several Python threads at once.
     """
     K = a.shape[1]
