@@ -192,6 +192,18 @@ def _micro_rows(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, a
 
 
 @numba.njit(inline="always")
+def _micro_in_place(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+    """_micro on the next GROUP of `rows` rows of a row-major `a` read in place, or on up to MR of them when
+    fewer are left (no padding: rows past them may not exist); the number of rows done."""
+    if rows >= GROUP:
+        _micro(a, a_start, lda, 1, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP, GROUP)
+        return GROUP
+    done = min(MR, rows)
+    _micro_rows(a, a_start, lda, 1, b, b_start, c, c_start, ldc, k_count, accumulate, done)
+    return done
+
+
+@numba.njit(inline="always")
 def _micro_group(a, a_start, b, b_start, c, c_start, ldc, k_count, accumulate, live):
     """_micro for a group of matmul_block's copy ([K, GROUP], k-major): its first `live` rows (the rest zero),
     computed as GROUP, two thirds or one third of it, whichever holds them."""
@@ -219,9 +231,31 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     K = a.shape[1]
     _, _, width = panels.shape
     N = out.shape[1]
+    flat_b, flat_c = panels.reshape(-1), out.reshape(-1)
+    if last - first < MIN_ROWS:  # few rows (a team's blocks of panels): `a` read in place. Copied, it cost each
+        flat_a = a.reshape(-1)   # block more than it saved: 16 x 1536 took 55 us a block (it is allocated)
+        edge_ = np.empty((last - first, width), out.dtype)
+        flat_edge_ = edge_.reshape(-1)
+        for p in range(first_panel, last_panel):
+            j0 = p * width
+            whole = j0 + width <= N
+            for k0 in range(0, K, KC):
+                k_count = min(KC, K - k0)
+                i = first
+                while i < last:
+                    if whole:
+                        i += _micro_in_place(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_c, i * N + j0,
+                                             N, k_count, k0 > 0, last - i)
+                    else:
+                        i += _micro_in_place(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, flat_edge_,
+                                             (i - first) * width, width, k_count, k0 > 0, last - i)
+            if not whole:
+                for i in range(first, last):
+                    for j in range(N - j0):
+                        out[i, j0 + j] = edge_[i - first, j]
+        return
     groups = max(MIN_ROWS // GROUP, A_BYTES // (max(K, 1) * GROUP * a.itemsize))  # per block of rows
     mc = max(1, min(groups, -(-(last - first) // GROUP))) * GROUP
-    flat_b, flat_c = panels.reshape(-1), out.reshape(-1)
     block = np.empty(mc * K, a.dtype)  # group g of the block's rows: block[g*K*GROUP : (g+1)*K*GROUP] as [K, GROUP]
     edge = np.empty((mc, width), out.dtype)  # the last panel when it is padded: its sums land here first
     flat_edge = edge.reshape(-1)
