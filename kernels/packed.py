@@ -5,18 +5,26 @@ text that copy is most of the work: MiniLM's 42 MB of weights are read, written 
 rows of arithmetic. Here the weights are packed once, at load (`pack`): w [K, N] becomes P panels of NR
 columns, each a contiguous [K, NR] block, so that a call streams every weight once, in order.
 
-The arithmetic is a register-blocked micro-kernel (`_micro`): MR rows of `a` times one panel, the MR x NR
-sums held in vector registers for a whole chunk of K, one fused multiply-add per row and vector per k. A
-panel is two of the machine's vectors wide (`vector_bytes`), so the sums are 6 rows x 2 vectors: 12 zmm
-registers with AVX-512 (NR = 32 float32), 12 ymm with AVX2 (NR = 16), which leaves room for the panel's
-two vectors and a broadcast in AVX2's 16 registers. Numba's vectorizer never keeps such a block of sums in
-registers, so it is written as LLVM vector IR in a Numba intrinsic. Measured on one core, float32, against
-OpenBLAS single-threaded on the same machine:
-  - Zen 5 (AVX-512): 185 GFLOP/s on 18 x 384 x 1152 (OpenBLAS: 95), 215 on 4098 x 384 x 1536 (188);
-  - Zen 3 (AVX2, a busy 2-core VM, medians of 9): 62 on 18 x 384 x 1152 (40), 46-52 on 640 to 4096 x 384
-    x 1536 (52-62), 57 on 4096 x 1536 x 384 (63-65): large GEMMs up to a quarter below OpenBLAS there,
-    and a larger KC or row block changed them by under 5%. Copying `a` into groups of MR rows (matmul_block)
-    gained another 5-15%.
+The arithmetic is a register-blocked micro-kernel (`_micro`): a group of rows of `a` times one panel, the
+rows x NR sums held in vector registers for a whole chunk of K, one fused multiply-add per row and vector
+per k. A panel is two of the machine's vectors wide (`vector_bytes`): NR = 32 float32 with AVX-512, 16 with
+AVX2. matmul_block's groups are GROUP rows: 12 with AVX-512 (24 of its 32 zmm registers hold sums), 6 with
+AVX2 (12 of 16 ymm, leaving room for the panel's two vectors and a broadcast). The micro-kernel prefetches
+the panel PREFETCH rows ahead, which matters when few rows of `a` meet each weight (one text): the weights
+then stream from memory, and the hardware prefetchers alone left the core waiting. Numba's vectorizer never
+keeps such a block of sums in registers, so it is written as LLVM vector IR in a Numba intrinsic. Measured
+on one core, float32, against OpenBLAS single-threaded on the same machine:
+  - Zen 5 (AVX-512, 6-row groups, no prefetch): 185 GFLOP/s on 18 x 384 x 1152 (OpenBLAS: 95), 215 on 4098
+    x 384 x 1536 (188);
+  - Zen 3 (AVX2, a busy 2-core VM, medians of 9, no prefetch): 62 on 18 x 384 x 1152 (40), 46-52 on 640 to
+    4096 x 384 x 1536 (52-62), 57 on 4096 x 1536 x 384 (63-65): large GEMMs up to a quarter below OpenBLAS
+    there. Copying `a` into groups (matmul_block) gained another 5-15%;
+  - Sapphire Rapids (AVX-512 at about 2 GHz, a noisy 2-core VM, medians of 9 in one process): 12-row
+    groups and the prefetch took 16 x 384 x 1536 (weights from memory) from 40 to 53 GFLOP/s, 48 x 3072 x
+    768 from 60 to 71, 4096 x 384 x 1536 from 68 to 76 (torch's oneDNN: 71). With the panel in L1 the
+    micro-kernel runs at 135 GFLOP/s with 12 rows, 97 with 6 (both prefetching). One core streams about 9
+    GB/s from memory here, so one text's 42 MB bound its GEMMs. Built for AVX2 there (NUMBA_CPU_NAME=haswell)
+    the prefetch changed large GEMMs by -9% to +12% (noise is about that).
 
 Every output element is one sum over k in one fixed order (chunks of KC values, a fused multiply-add for
 each, chunks added in order), whatever the other rows of `a`, the block a row is computed in and the
