@@ -272,13 +272,10 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
         for g in range(-(-(i1 - i0) // GROUP)):
             group = block[g * K * GROUP:(g + 1) * K * GROUP].reshape(K, GROUP)
             live = min(GROUP, i1 - i0 - g * GROUP)
-            for r in range(GROUP):
-                if r < live:
-                    row = a[i0 + g * GROUP + r]
-                    for k in range(K):
-                        group[k, r] = row[k]
-                else:
-                    group[:, r] = 0
+            top = i0 + g * GROUP
+            for k in range(K):  # written in order, read from GROUP rows at once: 0.4 ns a value where a row at
+                for r in range(GROUP):  # a time (writes GROUP values apart) took 1.4 once K * GROUP passed L1
+                    group[k, r] = a[top + r, k] if r < live else 0
         for p in range(first_panel, last_panel):
             j0 = p * width
             whole = j0 + width <= N
