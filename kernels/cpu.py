@@ -30,6 +30,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import packed
@@ -215,6 +216,114 @@ def lane_max(typingctx, panel, start, rows, top):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _exp_vector(context, builder, x):
+    """IR for exp_float32 on a vector of float32 x, step for step (the multiply-adds fused as `contract` lets
+    LLVM fuse them there)."""
+    vec = x.type
+    lanes = vec.count
+    ints = ir.VectorType(ir.IntType(32), lanes)
+    module = builder.module
+
+    def constant(value):
+        return ir.Constant(vec, [float(F32(value))] * lanes)
+
+    def call(name, *args):
+        function = cgutils.get_or_insert_function(module, ir.FunctionType(vec, [vec] * len(args)),
+                                                  f"llvm.{name}.v{lanes}f32")
+        return builder.call(function, args)
+
+    x = builder.select(builder.fcmp_ordered("<", x, constant(EXP_LOW)), constant(EXP_LOW), x)
+    x = builder.select(builder.fcmp_ordered(">", x, constant(EXP_HIGH)), constant(EXP_HIGH), x)
+    n = call("floor", call("fma", x, constant(LOG2E), constant(0.5)))
+    r = call("fma", n, constant(-LN2_HIGH), x)
+    r = call("fma", n, constant(-LN2_LOW), r)
+    p = constant(EXP_P[0])
+    for c in EXP_P[1:]:
+        p = call("fma", p, r, constant(c))
+    p = builder.fadd(call("fma", builder.fmul(p, r), r, r), constant(1.0))
+    exponent = builder.shl(builder.add(builder.fptosi(n, ints), ir.Constant(ints, [127] * lanes)),
+                           ir.Constant(ints, [23] * lanes))
+    return builder.fmul(p, builder.bitcast(exponent, vec))
+
+
+@intrinsic
+def _exp_rows_float32(typingctx, panel, start, rows, top, total):
+    """exp_rows for float32: each row's two vectors in registers, the exponential as _exp_vector's IR at the
+    full vector width (Numba's vectorizer gave the loop a quarter of it: 4 lanes on AVX-512, next to the
+    float64 sums), and the sums kept in registers as float64 vectors."""
+    sig = types.void(panel, start, rows, top, total)
+
+    def codegen(context, builder, signature, args):
+        panel_arr, first, n, top_arr, total_arr = args
+        lanes = packed.VECTOR_BYTES // 4
+        vec, wide = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes // 2)
+        vectors = packed.NR[np.dtype(np.float32)] // lanes
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+
+        def data(array, array_type):
+            return context.make_array(array_type)(context, builder, array).data
+
+        rows_ptr = builder.bitcast(builder.gep(data(panel_arr, signature.args[0]), [first]), vec.as_pointer())
+        top_ptr = builder.bitcast(data(top_arr, signature.args[3]), vec.as_pointer())
+        total_ptr = builder.bitcast(data(total_arr, signature.args[4]), wide.as_pointer())
+        tops = [builder.load(builder.gep(top_ptr, [ir.Constant(i64, v)]), align=4) for v in range(vectors)]
+        halves = [ir.Constant(ir.VectorType(i32, lanes // 2), list(range(h * lanes // 2, (h + 1) * lanes // 2)))
+                  for h in range(2)]
+        starts = [builder.load(builder.gep(total_ptr, [ir.Constant(i64, w)]), align=8) for w in range(2 * vectors)]
+        entry = builder.block
+        loop = builder.append_basic_block("exp_rows.loop")
+        done = builder.append_basic_block("exp_rows.done")
+        builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
+
+        builder.position_at_end(loop)
+        j = builder.phi(i64)
+        sums = [builder.phi(wide) for _ in range(2 * vectors)]
+        row = builder.gep(rows_ptr, [builder.mul(j, ir.Constant(i64, vectors))])
+        updated = []
+        for v in range(vectors):
+            target = builder.gep(row, [ir.Constant(i64, v)])
+            e = _exp_vector(context, builder, builder.fsub(builder.load(target, align=4), tops[v]))
+            builder.store(e, target, align=4)
+            for h in range(2):
+                half = builder.shuffle_vector(e, ir.Constant(vec, ir.Undefined), halves[h])
+                updated.append(builder.fadd(sums[2 * v + h], builder.fpext(half, wide)))
+        next_j = builder.add(j, ir.Constant(i64, 1))
+        j.add_incoming(ir.Constant(i64, 0), entry)
+        j.add_incoming(next_j, loop)
+        for w in range(2 * vectors):
+            sums[w].add_incoming(starts[w], entry)
+            sums[w].add_incoming(updated[w], loop)
+        builder.cbranch(builder.icmp_signed("<", next_j, n), loop, done)
+
+        builder.position_at_end(done)
+        finals = [builder.phi(wide) for _ in range(2 * vectors)]
+        for w in range(2 * vectors):
+            finals[w].add_incoming(starts[w], entry)
+            finals[w].add_incoming(updated[w], loop)
+            builder.store(finals[w], builder.gep(total_ptr, [ir.Constant(i64, w)]), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def exp_rows(panel, start, rows, top, total):
+    """panel[start + j * NR + c] = exp(panel[start + j * NR + c] - top[c]) and total[c] += it, for j < rows
+    and c < NR (packed.NR), in order of j: softmax's exponentials and sums down the columns of one of
+    `attend`'s [rows, NR] panels. total: float64 [NR]. Float32 runs _exp_rows_float32, float64 this loop."""
+    width = panel_width(panel)
+    for j in range(rows):
+        for c in range(width):
+            panel[start + j * width + c] = math.exp(panel[start + j * width + c] - top[c])
+            total[c] += panel[start + j * width + c]
+
+
+@overload(exp_rows, inline="always")
+def _exp_rows(panel, start, rows, top, total):
+    if panel.dtype == types.float32:
+        return lambda panel, start, rows, top, total: _exp_rows_float32(panel, start, rows, top, total)
+    return exp_rows  # its own body, compiled
 
 
 # ---- packing -------------------------------------------------------------------------------------------
@@ -486,16 +595,13 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
             lane_max(flat_s, p * nk * W, nk, top)  # model.softmax begins: the largest score of each query
             for i in range(W):
                 total[i] = 0.0
-            for j in range(nk):
-                row = (p * nk + j) * W
-                if uniform[s]:  # every key masked: the reference's softmax of equal values
+            if uniform[s]:  # every key masked: the reference's softmax of equal values
+                for j in range(nk):
                     for i in range(W):
-                        flat_s[row + i] = 1
+                        flat_s[(p * nk + j) * W + i] = 1
                         total[i] += 1
-                else:
-                    for i in range(W):
-                        flat_s[row + i] = exp(flat_s[row + i] - top[i])
-                        total[i] += flat_s[row + i]
+            else:
+                exp_rows(flat_s, p * nk * W, nk, top, total)
             for i in range(W):
                 inv_total[p, i] = F(1.0 / total[i])
             rows = min(W, nb - p * W)

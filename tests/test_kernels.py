@@ -116,6 +116,40 @@ def test_exp_float32_within_ulps_of_exact():
     assert np.isnan(out[4])
 
 
+@numba.njit(cache=True)
+def exp_rows_all(panel, rows, top, total):
+    cpu.exp_rows(panel, 0, rows, top, total)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_rows_matches_exp_and_sums_each_column_in_order(dtype):
+    """attend's softmax step (its own IR for float32): exp within the same ulps as exp_float32 (libm for
+    float64), and each column's float64 sum added row by row."""
+    width = packed.NR[np.dtype(dtype)]
+    x = np.linspace(-87.3, 88.0, width * 125_000, dtype=dtype)
+    panel, top, total = x.copy(), np.zeros(width, dtype), np.full(width, 0.5)
+    exp_rows_all(panel, x.size // width, top, total)
+    if dtype == np.float32:
+        error = ulps(panel, np.exp(x.astype(np.float64)))
+        worst = float(error.max())
+        print(f"exp_rows float32: max error {worst:.3f} ulp at x = {x[error.argmax()]!r}")
+        assert worst <= 1.5, f"exp_rows float32: max error {worst:.3f} ulp"
+    else:
+        assert_close("exp_rows float64", panel, np.exp(x), 1e-15 * math.exp(88.0))
+    in_order = np.cumsum(np.concatenate([[np.full(width, 0.5)], panel.reshape(-1, width).astype(np.float64)]), 0)
+    np.testing.assert_array_equal(total, in_order[-1])
+    edges = np.array([-1000.0, -89.0, 0.0, 1000.0, np.nan, 3.0] + [0.0] * (width - 6), dtype)
+    shifted, top = edges + 2, np.full(width, 2, dtype)  # exp(x - top)
+    exp_rows_all(shifted, 1, top, np.zeros(width))
+    assert shifted[0] == 0.0 and shifted[2] == 1.0 and np.isnan(shifted[4])
+    if dtype == np.float32:
+        assert shifted[1] == 0.0, "below -88, exp is 0"
+        assert shifted[3] == np.float32(math.exp(88.0)), "above 88, exp saturates at e^88"
+        got = np.empty(1, dtype)
+        exp_all(np.array([3.0], dtype), got)
+        assert shifted[5] == got[0], "exp_rows and exp_float32 round alike"
+
+
 def test_float64_math_is_libm():
     x = np.linspace(-7, 7, 10001)
     got = np.empty_like(x)
