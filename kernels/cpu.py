@@ -249,6 +249,24 @@ def _exp_vector(context, builder, x):
 
 
 @intrinsic
+def prefetch(typingctx, array, index):
+    """Ask for the cache line of a contiguous array's element `index` (a hint: never faults, even past the end)."""
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        array_value, position = args
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        base = context.make_array(signature.args[0])(context, builder, array_value).data
+        address = builder.bitcast(builder.gep(base, [position]), i8p)
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                                  "llvm.prefetch.p0")
+        builder.call(function, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _exp_rows_float32(typingctx, panel, start, rows, top, total):
     """exp_rows for float32: each row's two vectors in registers, the exponential as _exp_vector's IR at the
     full vector width (Numba's vectorizer gave the loop a quarter of it: 4 lanes on AVX-512, next to the
@@ -557,6 +575,9 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
     inv_total = np.empty((QP, W), qkv.dtype)
     flat_qkv, flat_v, flat_t = qkv.reshape(-1), values.reshape(-1), tile.reshape(-1)
     flat_q, flat_s, flat_context = queries_t.reshape(-1), scores_t.reshape(-1), context.reshape(-1)
+    if h == 0:  # the sequence's first head asks for all its rows of qkv in order, which the hardware prefetchers
+        for j in range(q0 * 3 * H, q1 * 3 * H, 64 // qkv.itemsize):  # follow; each head's slices (D values every
+            prefetch(flat_qkv, j)                                     # 3H, a page apart) defeat them
     for j in range(nk):
         for vp in range(VP):
             value = (k0 + j) * 3 * H + v_col + vp * W
