@@ -560,7 +560,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
     scale = F(D**-0.5)
     q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
     nk = q1 - k0
-    QP = QUERY_BLOCK // W
+    QP = (min(QUERY_BLOCK, q1 - q0) + W - 1) // W  # panels per block of queries: fewer for a short sequence
     q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
     query_bias, key_bias, value_bias = qkv_bias[q_col:q_col + D], qkv_bias[k_col:k_col + D], qkv_bias[v_col:v_col + D]
     VP = (D + W - 1) // W

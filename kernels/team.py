@@ -178,8 +178,9 @@ def _epilogue(control, out, first, last, bias, residual, gamma, beta):
 
 @numba.njit(nogil=True, cache=True)
 def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, beta):
-    """Claim and run blocks of a GEMM (blocks of rows, each with its epilogue, or of panels) until none is
-    left; the number of blocks run."""
+    """Claim and run blocks of a GEMM (blocks of rows, each with its epilogue, or of panels, each with its
+    columns' bias + activation; LayerNorm needs whole rows: _finish) until none is left; the number of blocks
+    run. One 16-token MiniLM text finished its GELUs on the caller alone, after each GEMM: 0.3 of 4.8 ms."""
     count, by_rows = _load(control, COUNT), _load(control, BY_ROWS)
     ran = 0
     while True:
@@ -194,6 +195,11 @@ def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, bet
         else:
             p0, p1 = _span(block, count, panels.shape[0])
             packed.matmul_block(a, panels, out, 0, a.shape[0], p0, p1)
+            if _load(control, EPILOGUE) == BIAS_ACTIVATION:  # elementwise: the block's own columns, in cache
+                c0, c1 = p0 * panels.shape[2], min(p1 * panels.shape[2], out.shape[1])
+                activation = _load(control, ACTIVATION)
+                for m in range(out.shape[0]):
+                    cpu.bias_activation_row(out[m, c0:c1], bias[c0:c1], activation)
         _add(control, DONE, 1)
         ran += 1
 
@@ -334,8 +340,9 @@ def _wait(control):
 
 @numba.njit(nogil=True, cache=True)
 def _finish(control, like):
-    """After a GEMM in blocks of panels, its epilogue on every row (whole only now)."""
-    if _load(control, KIND) == GEMM and _load(control, BY_ROWS) == 0 and _load(control, EPILOGUE) != NONE:
+    """After a GEMM in blocks of panels, its bias + residual + LayerNorm on every row (whole only now)."""
+    by_panels = _load(control, KIND) == GEMM and _load(control, BY_ROWS) == 0
+    if by_panels and _load(control, EPILOGUE) == BIAS_RESIDUAL_NORM:
         out = _matrix(control, 2, like)
         _epilogue(control, out, 0, out.shape[0], _vector(control, 3, like), _matrix(control, 4, like),
                   _vector(control, 5, like), _vector(control, 6, like))
@@ -509,7 +516,8 @@ class Team:
         """out = a @ w (w packed by kernels.packed), in `count` blocks of rows (by_rows) or of panels. Then,
         with bias and activation (a kernels.cpu.ACTIVATION_CODES value): out = activation(out + bias), as
         kernels.cpu.bias_activation; with bias, residual, gamma, beta and eps: residual = LayerNorm(out + bias
-        + residual), as kernels.cpu.bias_residual_layer_norm. Blocks of rows run it as each is computed."""
+        + residual), as kernels.cpu.bias_residual_layer_norm. Blocks of rows run it as each is computed, blocks
+        of panels the bias + activation on their columns (LayerNorm once all are done)."""
         arrays, scalars = _gemm_fields(a, panels, out, by_rows, **epilogue)
         generation = self._job(GEMM, count, arrays, scalars)
         _gemm_blocks(self.control, generation, *arrays)

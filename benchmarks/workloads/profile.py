@@ -1,4 +1,5 @@
-"""Where bertnp's time goes: self time per wrapped function on MiniLM 32x128, by category, in a worker."""
+"""Where bertnp's time goes: self time per wrapped function on MiniLM 32x128 and on one text, by category, in a
+worker."""
 
 from __future__ import annotations
 
@@ -141,26 +142,37 @@ def profile_forward(engine, ids, mask, count) -> dict:
     return {"total": total, "categories": dict(categories), "functions": functions, "wrapped": wrapped}
 
 
+def one_text():
+    """minilm_latency's text as one [1, 16] batch of ids and its mask."""
+    from engines import tokenizer
+    from workloads.minilm_latency import TEXT
+
+    ids = np.array([tokenizer(MINILM).encode(TEXT).ids], np.int64)
+    return ids, np.ones_like(ids), f"one {ids.shape[1]}-token text"
+
+
 def run(bench):
-    section = Section(f"Per-op profile, MiniLM-L6 {BATCH}x{SEQ} (ms per forward)", [])
-    ids, mask = random_batch(MINILM)
-    count = {"fast": bench.pick(5, 2), "reference": bench.pick(2, 1)}
+    section = Section(f"Per-op profile, MiniLM-L6 {BATCH}x{SEQ} and one text (ms per forward)", [])
+    setups = [(*random_batch(MINILM), f"{BATCH}x{SEQ}", {"fast": bench.pick(5, 2), "reference": bench.pick(2, 1)}),
+              (*one_text(), {"fast": bench.pick(300, 50), "reference": bench.pick(20, 5)})]
     with bench.engines(bench.skim([("fast", "numba"), ("reference", "numpy")]), MINILM, section) as workers:
-        for w in workers:
-            data = w.apply(profile_forward, ids, mask, count[w.key])
-            total = data["total"]
-            print(f"  profile {w.title}: {total * 1e3:.1f} ms per forward", flush=True)
-            section.markdown += [f"### {w.title}", "", f"{total * 1e3:.1f} ms per forward ({count[w.key]} forwards, "
-                                 f"{data['wrapped']} functions wrapped).", "", "| category | ms | share |",
-                                 "|---|---:|---:|"]
-            for title, t in sorted(data["categories"].items(), key=lambda kv: -kv[1]):
-                section.markdown.append(f"| {title} | {t * 1e3:.2f} | {100 * t / total:.1f}% |")
-            section.markdown += ["", "| function | calls per forward | ms | share |", "|---|---:|---:|---:|"]
-            for name, (t, calls) in sorted(data["functions"].items(), key=lambda kv: -kv[1][0]):
-                section.markdown.append(f"| {name} | {calls:.0f} | {t * 1e3:.2f} | {100 * t / total:.1f}% |")
-            section.markdown.append("")
-    section.rounds = f"bertnp fast: {count['fast']} forwards" + ("" if bench.quick else
-                                                                  f", bertnp reference: {count['reference']}, after it")
+        for ids, mask, shape, count in setups:
+            for w in workers:
+                data = w.apply(profile_forward, ids, mask, count[w.key])
+                total = data["total"]
+                print(f"  profile {w.title}, {shape}: {total * 1e3:.2f} ms per forward", flush=True)
+                section.markdown += [f"### {w.title}, {shape}", "", f"{total * 1e3:.2f} ms per forward "
+                                     f"({count[w.key]} forwards, {data['wrapped']} functions wrapped).", "",
+                                     "| category | ms | share |", "|---|---:|---:|"]
+                for title, t in sorted(data["categories"].items(), key=lambda kv: -kv[1]):
+                    section.markdown.append(f"| {title} | {t * 1e3:.3f} | {100 * t / total:.1f}% |")
+                section.markdown += ["", "| function | calls per forward | ms | share |", "|---|---:|---:|---:|"]
+                for name, (t, calls) in sorted(data["functions"].items(), key=lambda kv: -kv[1][0]):
+                    section.markdown.append(f"| {name} | {calls:.0f} | {t * 1e3:.3f} | {100 * t / total:.1f}% |")
+                section.markdown.append("")
+    section.rounds = "; ".join(f"{shape}: bertnp fast {count['fast']} forwards" +
+                               ("" if bench.quick else f", bertnp reference {count['reference']}, after it")
+                               for _, _, shape, count in setups)
     section.about = ("Self time of each function of the loaded bertnp modules (bertnp.model, bertnp.fast, "
                      "bertnp.kernels.*, ...), wrapped in the worker after one untimed forward, summed by "
                      "category; calls nested in another wrapped function count for the inner one only. Work "
@@ -169,5 +181,6 @@ def run(bench):
                      "bertnp fast runs each GEMM's bias + activation and bias + residual + LayerNorm inside the "
                      "GEMM's blocks (kernels.gemm), so they count as GEMM there. The fast path runs the layers' "
                      "jobs in one compiled call (a recorded plan); here they run one by one from Python, so that "
-                     "each is timed, with the Python between them that the plan saves.")
+                     "each is timed, with the Python between them that the plan saves. The one text is minilm_latency's, "
+                     "its forward pass only (no tokenizer, no pooling).")
     return section
