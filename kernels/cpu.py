@@ -183,35 +183,16 @@ def lane_max(typingctx, panel, start, rows, top):
         i64 = ir.IntType(64)
         base = context.make_array(signature.args[0])(context, builder, panel_arr).data
         rows_ptr = builder.bitcast(builder.gep(base, [first]), vec.as_pointer())
-        one = ir.Constant(i64, 1)
         firsts = [builder.load(builder.gep(rows_ptr, [ir.Constant(i64, v)]), align=4) for v in range(vectors)]
-        entry = builder.block
-        loop = builder.append_basic_block("lane_max.loop")
-        done = builder.append_basic_block("lane_max.done")
-        builder.cbranch(builder.icmp_signed(">", n, one), loop, done)
 
-        builder.position_at_end(loop)
-        j = builder.phi(i64)
-        tops = [builder.phi(vec) for _ in range(vectors)]
-        row = builder.gep(rows_ptr, [builder.mul(j, ir.Constant(i64, vectors))])
-        larger = []
-        for v in range(vectors):
-            x = builder.load(builder.gep(row, [ir.Constant(i64, v)]), align=4)
-            larger.append(builder.select(builder.fcmp_ordered(">", x, tops[v]), x, tops[v]))
-        next_j = builder.add(j, one)
-        j.add_incoming(one, entry)
-        j.add_incoming(next_j, loop)
-        for v in range(vectors):
-            tops[v].add_incoming(firsts[v], entry)
-            tops[v].add_incoming(larger[v], loop)
-        builder.cbranch(builder.icmp_signed("<", next_j, n), loop, done)
+        def one_row(builder, j, tops):
+            row = builder.gep(rows_ptr, [builder.mul(j, ir.Constant(i64, vectors))])
+            xs = [builder.load(builder.gep(row, [ir.Constant(i64, v)]), align=4) for v in range(vectors)]
+            return [builder.select(builder.fcmp_ordered(">", x, top), x, top) for x, top in zip(xs, tops)]
 
-        builder.position_at_end(done)
-        finals = [builder.phi(vec) for _ in range(vectors)]
+        finals = packed.counted_loop(builder, "lane_max", ir.Constant(i64, 1), n, firsts, one_row)
         out = builder.bitcast(context.make_array(signature.args[3])(context, builder, top_arr).data, vec.as_pointer())
         for v in range(vectors):
-            finals[v].add_incoming(firsts[v], entry)
-            finals[v].add_incoming(larger[v], loop)
             builder.store(finals[v], builder.gep(out, [ir.Constant(i64, v)]), align=4)
         return context.get_dummy_value()
 
@@ -315,36 +296,21 @@ def _exp_rows_float32(typingctx, panel, start, rows, top, total):
         halves = [ir.Constant(ir.VectorType(i32, lanes // 2), list(range(h * lanes // 2, (h + 1) * lanes // 2)))
                   for h in range(2)]
         starts = [builder.load(builder.gep(total_ptr, [ir.Constant(i64, w)]), align=8) for w in range(2 * vectors)]
-        entry = builder.block
-        loop = builder.append_basic_block("exp_rows.loop")
-        done = builder.append_basic_block("exp_rows.done")
-        builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
 
-        builder.position_at_end(loop)
-        j = builder.phi(i64)
-        sums = [builder.phi(wide) for _ in range(2 * vectors)]
-        row = builder.gep(rows_ptr, [builder.mul(j, ir.Constant(i64, vectors))])
-        updated = []
-        for v in range(vectors):
-            target = builder.gep(row, [ir.Constant(i64, v)])
-            e = _exp_vector(context, builder, builder.fsub(builder.load(target, align=4), tops[v]))
-            builder.store(e, target, align=4)
-            for h in range(2):
-                half = builder.shuffle_vector(e, ir.Constant(vec, ir.Undefined), halves[h])
-                updated.append(builder.fadd(sums[2 * v + h], builder.fpext(half, wide)))
-        next_j = builder.add(j, ir.Constant(i64, 1))
-        j.add_incoming(ir.Constant(i64, 0), entry)
-        j.add_incoming(next_j, loop)
-        for w in range(2 * vectors):
-            sums[w].add_incoming(starts[w], entry)
-            sums[w].add_incoming(updated[w], loop)
-        builder.cbranch(builder.icmp_signed("<", next_j, n), loop, done)
+        def one_row(builder, j, sums):
+            row = builder.gep(rows_ptr, [builder.mul(j, ir.Constant(i64, vectors))])
+            updated = []
+            for v in range(vectors):
+                target = builder.gep(row, [ir.Constant(i64, v)])
+                e = _exp_vector(context, builder, builder.fsub(builder.load(target, align=4), tops[v]))
+                builder.store(e, target, align=4)
+                for h in range(2):
+                    half = builder.shuffle_vector(e, ir.Constant(vec, ir.Undefined), halves[h])
+                    updated.append(builder.fadd(sums[2 * v + h], builder.fpext(half, wide)))
+            return updated
 
-        builder.position_at_end(done)
-        finals = [builder.phi(wide) for _ in range(2 * vectors)]
+        finals = packed.counted_loop(builder, "exp_rows", ir.Constant(i64, 0), n, starts, one_row)
         for w in range(2 * vectors):
-            finals[w].add_incoming(starts[w], entry)
-            finals[w].add_incoming(updated[w], loop)
             builder.store(finals[w], builder.gep(total_ptr, [ir.Constant(i64, w)]), align=8)
         return context.get_dummy_value()
 

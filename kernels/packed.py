@@ -95,6 +95,40 @@ def unpack(panels: np.ndarray, columns: int) -> np.ndarray:
     return panels.transpose(1, 0, 2).reshape(K, P * width)[:, :columns]
 
 
+def counted_loop(builder, name, start, stop, carried, body):
+    """LLVM IR for `for i in range(start, stop)` with values carried from one iteration to the next: carried,
+    their values before the first; body(builder, i, values) emits one iteration and returns the next values.
+    The values after the last iteration (carried when there is none). Numba's own loops are not used where
+    vectors must stay in registers: its vectorizer spills them or narrows them (see _micro, kernels.cpu)."""
+    i64 = ir.IntType(64)
+    entry = builder.block
+    loop = builder.append_basic_block(f"{name}.loop")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
+
+    builder.position_at_end(loop)
+    i = builder.phi(i64)
+    values = [builder.phi(value.type) for value in carried]
+    updated = body(builder, i, values)
+    last = builder.block
+    next_i = builder.add(i, ir.Constant(i64, 1))
+    i.add_incoming(start, entry)
+    i.add_incoming(next_i, last)
+    for phi, first, new in zip(values, carried, updated):
+        phi.add_incoming(first, entry)
+        phi.add_incoming(new, last)
+    builder.cbranch(builder.icmp_signed("<", next_i, stop), loop, done)
+
+    builder.position_at_end(done)
+    finals = []
+    for first, new in zip(carried, updated):
+        final = builder.phi(first.type)
+        final.add_incoming(first, entry)
+        final.add_incoming(new, last)
+        finals.append(final)
+    return finals
+
+
 @intrinsic
 def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows, live):
     """c[i, j] (+)= sum over k < k_count of a[i, k] * b[k, j], for i < live, j < NR.
@@ -111,7 +145,7 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
     mr = rows.literal_value
 
     def codegen(context, builder, signature, args):
-        a_arr, a0, lda_, step, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _, live_rows = args
+        a_arr, a0, lda_, a_step_, b_arr, b0, c_arr, c0, ldc_, k_n, acc_flag, _, live_rows = args
         scalar = context.get_value_type(dtype)
         lanes = VECTOR_BYTES // np.dtype(dtype.name).itemsize
         vec = ir.VectorType(scalar, lanes)
@@ -132,43 +166,26 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
                                                   "llvm.prefetch.p0")
         zero = ir.Constant(vec, [0.0] * lanes)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-        entry = builder.block
-        loop = builder.append_basic_block("micro.loop")
-        done = builder.append_basic_block("micro.done")
-        builder.cbranch(builder.icmp_signed(">", k_n, ir.Constant(i64, 0)), loop, done)
 
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        sums = [[builder.phi(vec) for _ in range(vectors)] for _ in range(mr)]
-        panel_row = builder.gep(b_ptr, [builder.mul(k, ir.Constant(i64, vectors))])
-        a_k = builder.mul(k, step)
-        b_vectors = [builder.load(builder.gep(panel_row, [ir.Constant(i64, j)]), align=8) for j in range(vectors)]
-        ahead = builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, PREFETCH * vectors)]), i8p)
-        for line in range(0, VECTOR_BYTES * vectors, 64):  # read, keep in every level, data
-            builder.call(prefetch, [builder.gep(ahead, [ir.Constant(i64, line)]), ir.Constant(i32, 0),
-                                    ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        updated = []
-        for i in range(mr):
-            a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), a_k)]))
-            broadcast = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined), a_ik,
-                                                                      ir.Constant(ir.IntType(32), 0)),
-                                               ir.Constant(vec, ir.Undefined), splat)
-            updated.append([builder.call(fma, [broadcast, b_vectors[j], sums[i][j]]) for j in range(vectors)])
-        next_k = builder.add(k, ir.Constant(i64, 1))
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        k.add_incoming(next_k, loop)
-        for i in range(mr):
-            for j in range(vectors):
-                sums[i][j].add_incoming(zero, entry)
-                sums[i][j].add_incoming(updated[i][j], loop)
-        builder.cbranch(builder.icmp_signed("<", next_k, k_n), loop, done)
+        def one_k(builder, k, sums):  # sums[i * vectors + j] += a[i, k] * b[k, vector j], for every row i
+            panel_row = builder.gep(b_ptr, [builder.mul(k, ir.Constant(i64, vectors))])
+            a_k = builder.mul(k, a_step_)
+            b_vectors = [builder.load(builder.gep(panel_row, [ir.Constant(i64, j)]), align=8) for j in range(vectors)]
+            ahead = builder.bitcast(builder.gep(panel_row, [ir.Constant(i64, PREFETCH * vectors)]), i8p)
+            for line in range(0, VECTOR_BYTES * vectors, 64):  # read, keep in every level, data
+                builder.call(prefetch, [builder.gep(ahead, [ir.Constant(i64, line)]), ir.Constant(i32, 0),
+                                        ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            updated = []
+            for i in range(mr):
+                a_ik = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), a_k)]))
+                broadcast = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined), a_ik,
+                                                                          ir.Constant(ir.IntType(32), 0)),
+                                                   ir.Constant(vec, ir.Undefined), splat)
+                updated += [builder.call(fma, [broadcast, b_vectors[j], sums[i * vectors + j]]) for j in range(vectors)]
+            return updated
 
-        builder.position_at_end(done)
-        finals = [[builder.phi(vec) for _ in range(vectors)] for _ in range(mr)]
-        for i in range(mr):
-            for j in range(vectors):
-                finals[i][j].add_incoming(zero, entry)
-                finals[i][j].add_incoming(updated[i][j], loop)
+        sums = counted_loop(builder, "micro", ir.Constant(i64, 0), k_n, [zero] * (mr * vectors), one_k)
+        finals = [sums[i * vectors:(i + 1) * vectors] for i in range(mr)]
         add = builder.icmp_unsigned("!=", acc_flag, ir.Constant(acc_flag.type, 0))
         for i in range(mr):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(live_rows.type, i), live_rows), likely=True):

@@ -162,14 +162,20 @@ def _claim(control, generation):
 
 
 @numba.njit(nogil=True, cache=True)
+def _activate(control, out, first, last, c0, c1, bias):
+    """Rows first..last-1, columns c0..c1-1 of a GEMM's output: kernels.cpu.bias_activation's (elementwise)."""
+    activation = _load(control, ACTIVATION)
+    for m in range(first, last):
+        cpu.bias_activation_row(out[m, c0:c1], bias[c0:c1], activation)
+
+
+@numba.njit(nogil=True, cache=True)
 def _epilogue(control, out, first, last, bias, residual, gamma, beta):
     """Rows first..last-1 of a GEMM's output, finished: kernels.cpu.bias_activation's or
     bias_residual_layer_norm's rows (the second writes into residual)."""
     kind = _load(control, EPILOGUE)
     if kind == BIAS_ACTIVATION:
-        activation = _load(control, ACTIVATION)
-        for m in range(first, last):
-            cpu.bias_activation_row(out[m], bias, activation)
+        _activate(control, out, first, last, 0, out.shape[1], bias)
     elif kind == BIAS_RESIDUAL_NORM:
         eps = _float(_load(control, EPS))  # a float64, as bertnp.fast passes config.layer_norm_eps
         for m in range(first, last):
@@ -196,10 +202,8 @@ def _gemm_blocks(control, generation, a, panels, out, bias, residual, gamma, bet
             p0, p1 = _span(block, count, panels.shape[0])
             packed.matmul_block(a, panels, out, 0, a.shape[0], p0, p1)
             if _load(control, EPILOGUE) == BIAS_ACTIVATION:  # elementwise: the block's own columns, in cache
-                c0, c1 = p0 * panels.shape[2], min(p1 * panels.shape[2], out.shape[1])
-                activation = _load(control, ACTIVATION)
-                for m in range(out.shape[0]):
-                    cpu.bias_activation_row(out[m, c0:c1], bias[c0:c1], activation)
+                _activate(control, out, 0, out.shape[0], p0 * panels.shape[2], min(p1 * panels.shape[2], out.shape[1]),
+                          bias)
         _add(control, DONE, 1)
         ran += 1
 
