@@ -347,6 +347,26 @@ def test_packed_gemm_equals_numpy(dtype, rows, inner, columns, seed):
     assert ours <= max(bound, 2 * numpy_error), f"packed GEMM {rows}x{inner}x{columns}: {ours:.2e} (numpy {numpy_error:.2e})"
 
 
+@numba.njit
+def _copy_group(a, out, live):
+    packed._transpose_group(a.reshape(-1), 0, a.shape[1], out, 0, a.shape[1], live)
+
+
+@pytest.mark.parametrize("live", [packed.GROUP, packed.GROUP - 1, 1])
+def test_group_of_a_transposed_in_registers_is_its_transpose_padded_with_zeros(live):
+    """matmul_block copies GROUP rows of `a` at a time k-major, [K, GROUP], zero past the rows that exist; in
+    float32, whole vectors of columns are transposed in registers (kernels.packed._transpose_group)."""
+    lanes = packed.VECTOR_BYTES // 4
+    if lanes < packed.GROUP:
+        pytest.skip(f"{lanes} float32 lanes, fewer than a group's {packed.GROUP} rows: copied value by value")
+    a = np.random.default_rng(live).standard_normal((live, 3 * lanes)).astype(np.float32)  # only the live rows
+    out = np.full(3 * lanes * packed.GROUP, np.nan, np.float32)
+    _copy_group(a, out, live)
+    expected = np.zeros((3 * lanes, packed.GROUP), np.float32)
+    expected[:, :live] = a.T
+    assert np.array_equal(out.reshape(3 * lanes, packed.GROUP), expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows,inner,columns", [(1400, 128, 96), (16, 1024, 1040)])  # split by rows; by panels
 def test_gemm_rows_do_not_depend_on_threads_or_batch(dtype, rows, inner, columns):
