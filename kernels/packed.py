@@ -95,6 +95,13 @@ def unpack(panels: np.ndarray, columns: int) -> np.ndarray:
     return panels.transpose(1, 0, 2).reshape(K, P * width)[:, :columns]
 
 
+def element(context, builder, array_type, array, index, inbounds=False):
+    """LLVM IR: a pointer to element `index` of an array's memory (flat, from its data pointer). inbounds: the
+    index is known to lie inside the array (LLVM may then vectorize loops over it; see kernels.cpu.read)."""
+    base = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(base, [index], inbounds=inbounds)
+
+
 def counted_loop(builder, name, start, stop, carried, body):
     """LLVM IR for `for i in range(start, stop)` with values carried from one iteration to the next: carried,
     their values before the first; body(builder, i, values) emits one iteration and returns the next values.
@@ -152,13 +159,9 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
         vectors = NR[np.dtype(dtype.name)] // lanes
         i64 = ir.IntType(64)
 
-        def data(array, array_type, start):  # pointer to element `start` of the array's memory
-            base = context.make_array(array_type)(context, builder, array).data
-            return builder.gep(base, [start])
-
-        a_ptr = data(a_arr, signature.args[0], a0)
-        b_ptr = builder.bitcast(data(b_arr, signature.args[4], b0), vec.as_pointer())
-        c_ptr = data(c_arr, signature.args[6], c0)
+        a_ptr = element(context, builder, signature.args[0], a_arr, a0)
+        b_ptr = builder.bitcast(element(context, builder, signature.args[4], b_arr, b0), vec.as_pointer())
+        c_ptr = element(context, builder, signature.args[6], c_arr, c0)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                              f"llvm.fma.v{lanes}{'f32' if dtype == types.float32 else 'f64'}")
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
@@ -199,15 +202,21 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
     return sig, codegen
 
 
-def _lanes(a):
-    """A vector's lanes of a's dtype, as a constant of the compiled code."""
-    return VECTOR_BYTES // a.itemsize
+def of_dtype(value):
+    """f(array) = value(array's dtype), callable from compiled code, where it is a constant (LLVM can unroll
+    and vectorize loops by it): value is computed once per dtype, when a kernel is compiled."""
+    def function(array):
+        return value(np.dtype(array.dtype))
+
+    @overload(function, inline="always")
+    def _overload(array):
+        constant = value(np.dtype(array.dtype.name))
+        return lambda array: constant
+
+    return function
 
 
-@overload(_lanes, inline="always")
-def _lanes_overload(a):
-    lanes = VECTOR_BYTES // np.dtype(a.dtype.name).itemsize
-    return lambda a: lanes
+_lanes = of_dtype(lambda dtype: VECTOR_BYTES // dtype.itemsize)  # a vector's lanes of the array's dtype
 
 
 @intrinsic
@@ -232,8 +241,8 @@ def _transpose_group(typingctx, a, a_start, lda, out, out_start, k_count, live):
         vec = ir.VectorType(context.get_value_type(signature.args[0].dtype), lanes)
         i64, i32, flags = ir.IntType(64), ir.IntType(32), ir.VectorType(ir.IntType(1), lanes)
         pointer = vec.as_pointer()
-        a_ptr = builder.gep(context.make_array(signature.args[0])(context, builder, a_arr).data, [a0])
-        o_ptr = builder.gep(context.make_array(signature.args[3])(context, builder, out_arr).data, [o0])
+        a_ptr = element(context, builder, signature.args[0], a_arr, a0)
+        o_ptr = element(context, builder, signature.args[3], out_arr, o0)
         suffix = f"v{lanes}{'f32' if dtype == np.float32 else 'f64'}.p0"
         load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [pointer, i32, flags, vec]),
                                               f"llvm.masked.load.{suffix}")
@@ -344,21 +353,23 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     else:
         groups = max(MIN_ROWS // GROUP, A_BYTES // (max(K, 1) * GROUP * a.itemsize))  # per block of rows
         mc = max(1, min(groups, -(-(last - first) // GROUP))) * GROUP
+    vectorized = K - K % _lanes(a) if _lanes(a) >= GROUP else 0  # float32: K's columns transposed in registers,
+    #   L at a time (0.2 ns a value); the rest value by value
     block = np.empty(0 if in_place else mc * K, a.dtype)  # group g: block[g*K*GROUP : (g+1)*K*GROUP] as [K, GROUP]
     edge = np.empty((mc, width), out.dtype)  # the last panel when it is padded: its sums land here first
     flat_edge = edge.reshape(-1)
     for i0 in range(first, last, mc):
         i1 = min(i0 + mc, last)
         for g in range(0 if in_place else -(-(i1 - i0) // GROUP)):
-            group = block[g * K * GROUP:(g + 1) * K * GROUP].reshape(K, GROUP)
             live = min(GROUP, i1 - i0 - g * GROUP)
             top = i0 + g * GROUP
-            vectorized = K - K % _lanes(a) if _lanes(a) >= GROUP else 0  # float32: in registers, L columns at a
-            if vectorized:                                                 # time (0.2 ns a value)
+            if vectorized:
                 _transpose_group(flat_a, top * K, K, block, g * K * GROUP, vectorized, live)
-            for k in range(vectorized, K):  # the rest: written in order, read from GROUP rows at once (0.56 ns a
-                for r in range(GROUP):      # value; a row at a time, writing GROUP values apart, took 1.4)
-                    group[k, r] = a[top + r, k] if r < live else 0
+            if vectorized < K:  # the rest: written in order, read from GROUP rows at once (0.56 ns a value; a row
+                group = block[g * K * GROUP:(g + 1) * K * GROUP].reshape(K, GROUP)  # at a time, writing GROUP
+                for k in range(vectorized, K):                                       # values apart, took 1.4)
+                    for r in range(GROUP):
+                        group[k, r] = a[top + r, k] if r < live else 0
         for p in range(first_panel, last_panel):
             j0 = p * width
             whole = j0 + width <= N

@@ -45,7 +45,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from . import cpu, packed
 
@@ -68,16 +68,11 @@ NONE, BIAS_ACTIVATION, BIAS_RESIDUAL_NORM = 0, 1, 2  # a GEMM's epilogue: kernel
 # ---- atomics on int64 arrays, and pointers ---------------------------------------------------------------
 
 
-def _element(context, builder, array_type, array, index):
-    base = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(base, [index])
-
-
 @intrinsic
 def _load(typingctx, array, index):
     """array[index] with acquire ordering."""
     def codegen(context, builder, signature, args):
-        pointer = _element(context, builder, signature.args[0], *args)
+        pointer = packed.element(context, builder, signature.args[0], *args)
         return builder.load_atomic(pointer, "acquire", 8)
     return types.int64(array, index), codegen
 
@@ -86,7 +81,7 @@ def _load(typingctx, array, index):
 def _store(typingctx, array, index, value):
     """array[index] = value with release ordering."""
     def codegen(context, builder, signature, args):
-        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        pointer = packed.element(context, builder, signature.args[0], args[0], args[1])
         builder.store_atomic(args[2], pointer, "release", 8)
         return context.get_dummy_value()
     return types.void(array, index, value), codegen
@@ -96,7 +91,7 @@ def _store(typingctx, array, index, value):
 def _add(typingctx, array, index, value):
     """array[index] += value, atomically; the old value."""
     def codegen(context, builder, signature, args):
-        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        pointer = packed.element(context, builder, signature.args[0], args[0], args[1])
         return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
     return types.int64(array, index, value), codegen
 
@@ -105,7 +100,7 @@ def _add(typingctx, array, index, value):
 def _cas(typingctx, array, index, expected, value):
     """array[index] = value if it holds expected, atomically; whether it did."""
     def codegen(context, builder, signature, args):
-        pointer = _element(context, builder, signature.args[0], args[0], args[1])
+        pointer = packed.element(context, builder, signature.args[0], args[0], args[1])
         pair = builder.cmpxchg(pointer, args[2], args[3], "seq_cst", "seq_cst")
         return builder.zext(builder.extract_value(pair, 1), ir.IntType(8))
     return types.uint8(array, index, expected, value), codegen
@@ -272,15 +267,7 @@ def _run(control, generation, like, indices, flags):
                              _tesseract(control, 8, like))
 
 
-def _wide(like):
-    """Whether like's dtype is float64, as a constant of the compiled code."""
-    return like.dtype == np.float64
-
-
-@overload(_wide, inline="always")
-def _wide_overload(like):
-    wide = like.dtype == types.float64
-    return lambda like: wide
+_wide = packed.of_dtype(lambda dtype: dtype == np.float64)  # whether the array's dtype is float64
 
 
 @numba.njit(nogil=True, cache=True)
