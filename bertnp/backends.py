@@ -31,10 +31,10 @@ class NumpyBackend:
         self.weights, self.config, self.xp = weights, config, numpy
 
     def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                numerics=model.TRANSFORMERS, tap=model.no_tap):
+                numerics=model.TRANSFORMERS, tap=model.no_tap, pooler_output=True):
         return model.bert(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.xp,
                           output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                          numerics=numerics, tap=tap)
+                          numerics=numerics, tap=tap, pooler_output=pooler_output)
 
 
 class NumbaBackend:
@@ -102,17 +102,18 @@ class NumbaBackend:
         return self.fast is not None
 
     def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                numerics=model.TRANSFORMERS, tap=model.no_tap):
+                numerics=model.TRANSFORMERS, tap=model.no_tap, pooler_output=True):
         fast = self.fast
         if fast is None or numerics != model.TRANSFORMERS or tap is not model.no_tap:  # the kernels implement
             try:
                 with blas.single_threaded():  # transformers' arithmetic only; BLAS threads: kernels.gemm says why
                     return self.reference.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
-                                                  output_attentions, numerics, tap)
+                                                  output_attentions, numerics, tap, pooler_output)
             finally:
                 self._start_preparing()  # once the first answer is out (class docstring)
         return fast.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
-                            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                            pooler_output=pooler_output)
 
 
 _PREPARING: weakref.WeakSet = weakref.WeakSet()  # NumbaBackends preparing in the background, or yet to begin
@@ -145,16 +146,16 @@ class CupyBackend:
         self.ops = CupyOps()
 
     def forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                numerics=model.TRANSFORMERS, tap=model.no_tap):
+                numerics=model.TRANSFORMERS, tap=model.no_tap, pooler_output=True):
         cp = self.cupy
         ids, mask, types = (cp.asarray(a) for a in (input_ids, attention_mask, token_type_ids))
         if numerics != model.TRANSFORMERS or tap is not model.no_tap:  # unfused reference functions, on the GPU
             device_tap = tap if tap is model.no_tap or self.keep_on_device else (lambda n, a: tap(n, cp.asnumpy(a)))
             out = model.bert(ids, mask, types, self.weights.reference, self.config, cp, output_hidden_states,
-                             output_attentions, numerics=numerics, tap=device_tap)
+                             output_attentions, numerics=numerics, tap=device_tap, pooler_output=pooler_output)
         else:
             out = self.gpu.forward(ids, mask, types, self.weights, self.config, cp, self.ops, output_hidden_states,
-                                   output_attentions)
+                                   output_attentions, pooler_output)
         return out if self.keep_on_device else to_host(out, cp)
 
 

@@ -85,7 +85,8 @@ class Bert:
         texts = as_batch(texts, allow_empty=True)
         if not texts:
             return np.zeros((0, self.config.hidden_size), self.dtype)
-        vectors = self.run_batches(texts, lambda out, mask: pool(out, mask, pooling), batch_size, max_length)
+        vectors = self.run_batches(texts, lambda out, mask: pool(out, mask, pooling), batch_size, max_length,
+                                   pooler_output=pooling == "pooler")
         return pooling_normalize(vectors) if normalize else vectors
 
     def predict(self, texts_or_pairs, batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
@@ -96,15 +97,18 @@ class Bert:
         texts_or_pairs = as_batch(texts_or_pairs, allow_empty=True)
         if not texts_or_pairs:
             return np.zeros((0, self.config.num_labels), self.dtype)
-        return self.run_batches(texts_or_pairs, lambda out, mask: out.logits, batch_size, max_length)
+        return self.run_batches(texts_or_pairs, lambda out, mask: out.logits, batch_size, max_length,
+                                pooler_output=False)
 
-    def run_batches(self, texts, reduce, batch_size: int = 32, max_length: int | None = None, progress=None):
+    def run_batches(self, texts, reduce, batch_size: int = 32, max_length: int | None = None, progress=None,
+                    pooler_output: bool = True):
         """Tokenize once, run length-sorted batches (little padding), return rows in input order.
 
         reduce(BertOutput, attention_mask [b, T]) -> [b, ...] turns each batch's output into rows.
         progress: a callable given the number of texts finished after each batch (a tqdm's update).
+        pooler_output=False: reduce never reads it, so the pooler does not run (`__call__`).
         """
-        return self.run_sequences(self.encode_each(texts, max_length), reduce, batch_size, progress)
+        return self.run_sequences(self.encode_each(texts, max_length), reduce, batch_size, progress, pooler_output)
 
     def encode_each(self, texts, max_length: int | None = None) -> list:
         """Texts or pairs -> one (ids, token types) pair per text, truncated, unpadded."""
@@ -116,7 +120,7 @@ class Bert:
             sequences += self.tokenizer.encode_each(items[start : start + TOKENIZE_CHUNK], limit)
         return sequences
 
-    def run_sequences(self, sequences: list, reduce, batch_size: int = 32, progress=None):
+    def run_sequences(self, sequences: list, reduce, batch_size: int = 32, progress=None, pooler_output: bool = True):
         """run_batches on already tokenized (ids, token types) pairs. reduce sees the encoder's outputs and
         a sequence classifier's logits; the token-level heads (heads.py) do not run."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -126,7 +130,7 @@ class Bert:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             enc = pad([sequences[i] for i in rows], self.tokenizer.pad_id)
-            out = self(**enc, heads=False)
+            out = self(**enc, heads=False, pooler_output=pooler_output)
             if getattr(self.backend, "keep_on_device", False):  # embed/predict always answer in NumPy
                 out = backends.to_host(out, self.backend.cupy)
             values = reduce(out, enc["attention_mask"])  # [b, ...]
@@ -139,23 +143,25 @@ class Bert:
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
                  output_attentions=False, output_trace=False, numerics: model.Numerics | None = None,
-                 heads: bool = True) -> model.BertOutput:
+                 heads: bool = True, pooler_output: bool = True) -> model.BertOutput:
         """The forward pass, as transformers' BertModel(**enc) or the checkpoint's BertFor...(**enc).
         output_trace=True adds out.trace, every named intermediate (see model.bert); numerics switches
         arithmetic to another engine's (model.Numerics). heads=False skips a token-level head (token
         classification, question answering, masked LM: see heads.py); a masked-LM decoder can cost as much
-        as a small encoder."""
+        as a small encoder. pooler_output=False leaves out.pooler_output None and skips the pooler's GEMM,
+        unless a sequence classifier reads it (model.pooler_runs): embeddings pooled from the last hidden
+        state never read it (one [H, H] matrix streamed from memory per call: ~60 us of one MiniLM text)."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
         run = self._forward_each if self.deterministic else self._forward
         return run(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, output_trace,
-                   numerics or self.numerics, heads)
+                   numerics or self.numerics, heads, pooler_output)
 
     def _forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                 output_trace, numerics, run_heads=True):
+                 output_trace, numerics, run_heads=True, pooler_output=True):
         trace = {} if output_trace else None
         tap = trace.__setitem__ if output_trace else model.no_tap
         out = self.backend.forward(input_ids, attention_mask, token_type_ids, output_hidden_states,
-                                   output_attentions, numerics, tap)
+                                   output_attentions, numerics, tap, pooler_output)
         out.trace = trace
         if run_heads and self.architecture in heads.TOKEN_HEADS:  # on last_hidden_state, wherever it lives
             on_device = getattr(self.backend, "keep_on_device", False)

@@ -114,7 +114,8 @@ class Classifier:
             pieces += parts
             owners += [i] * len(parts)
         sequences, sequence_owner = self._tokenize(pieces, owners)
-        scores = self.model.run_sequences(sequences, self._scores, batch_size, progress)  # [S, L]
+        scores = self.model.run_sequences(sequences, self._scores, batch_size, progress,  # [S, L]
+                                          pooler_output=self.zero_shot and self.embedder.reads_pooler)
         sums = np.zeros((len(items), scores.shape[1]), scores.dtype)
         np.add.at(sums, sequence_owner, scores)
         return sums / np.bincount(sequence_owner, minlength=len(items))[:, None]  # mean over windows/sentences

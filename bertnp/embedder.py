@@ -131,7 +131,8 @@ class Embedder:
         if self.lowercase:  # sentence-transformers' do_lower_case, for each text of a pair too
             texts = [tuple(x.lower() for x in t) if isinstance(t, (tuple, list)) else t.lower() for t in texts]
         with _progress(progress, len(texts)) as update:
-            vectors = self.model.run_batches(texts, self._pool, batch_size, self.max_length, progress=update)
+            vectors = self.model.run_batches(texts, self._pool, batch_size, self.max_length, progress=update,
+                                             pooler_output=self.reads_pooler)
         return unit_length(vectors) if self.normalize else vectors
 
     def embed_stream(self, texts, batch_size: int = 32, chunk_size: int = 1024):
@@ -146,6 +147,11 @@ class Embedder:
                 chunk = []
         if chunk:
             yield from self.embed(chunk, batch_size)
+
+    @property
+    def reads_pooler(self) -> bool:
+        """Whether a pooling mode reads pooler_output (else the pooler does not run)."""
+        return "pooler" in self.pooling
 
     def _pool(self, out, mask):
         """Each pooling mode of the folder, concatenated in sentence-transformers' order: [b, dimension]."""

@@ -154,7 +154,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights, config: BertConfig,
-            output_hidden_states=False, output_attentions=False) -> BertOutput:
+            output_hidden_states=False, output_attentions=False, pooler_output=True) -> BertOutput:
     """model.bert on packed tokens: the same BertOutput, padded shapes, zeros where the mask pads out.
 
     Thread-safe: concurrent calls run one at a time (kernels.LAUNCH_LOCK), each on every core.
@@ -174,14 +174,14 @@ def forward(input_ids, attention_mask, token_type_ids, fast_weights: FastWeights
             helpers.unpark()
         try:
             return _forward(input_ids, types, positions, tokens, fast_weights, config, output_hidden_states,
-                            output_attentions, threads, helpers)
+                            output_attentions, threads, helpers, pooler_output)
         finally:
             if helpers is not None:
                 helpers.release()
 
 
 def _forward(input_ids, types, positions, tokens, w, config, output_hidden_states, output_attentions, threads,
-             helpers):
+             helpers, pooler_output):
     token_index, seq_start, key_start, uniform = tokens
     B, T = input_ids.shape
     M = token_index.shape[0]
@@ -224,7 +224,7 @@ def _forward(input_ids, types, positions, tokens, w, config, output_hidden_state
                                             output_attentions)
 
     pooled = logits = None
-    if w.pooler is not None:  # BertPooler on position 0 of every row: [B, H]
+    if model.pooler_runs(w, pooler_output):  # BertPooler on position 0 of every row: [B, H]
         pooled = np.tanh(linear(x[seq_start[:-1]], w.pooler, np.empty((B, H), dtype)) + w.pooler.bias)
     features = pooled
     if w.classification_head is not None:  # model.classification_head: the relatives' dense on position 0

@@ -74,11 +74,11 @@ def prepare(weights, xp) -> GpuWeights:
 
 
 def forward(input_ids, attention_mask, token_type_ids, w: GpuWeights, config, xp, ops, output_hidden_states=False,
-            output_attentions=False) -> BertOutput:
+            output_attentions=False, pooler_output=True) -> BertOutput:
     """model.bert with fused steps; every array stays on the device."""
     if config.position_embedding_type != "absolute":
         return model.bert(input_ids, attention_mask, token_type_ids, w.reference, config, xp,
-                          output_hidden_states, output_attentions)
+                          output_hidden_states, output_attentions, pooler_output=pooler_output)
     B, T = input_ids.shape
     H, N, D, eps = config.hidden_size, config.num_attention_heads, config.head_size, config.layer_norm_eps
     dtype = w.reference.embeddings.word.dtype
@@ -100,7 +100,7 @@ def forward(input_ids, attention_mask, token_type_ids, w: GpuWeights, config, xp
         hidden_states.append(x.reshape(B, T, H))
         attentions.append(probs)
     last = x.reshape(B, T, H)
-    pooled = model.pooler(last, w.reference.pooler, xp) if w.reference.pooler is not None else None
+    pooled = model.pooler(last, w.reference.pooler, xp) if model.pooler_runs(w.reference, pooler_output) else None
     features = pooled if w.reference.classification_head is None else model.classification_head(last, w.reference, xp)
     logits = model.linear(features, w.reference.classifier, xp) if w.reference.classifier is not None else None
     return BertOutput(last_hidden_state=last, pooler_output=pooled, logits=logits,

@@ -144,9 +144,19 @@ class BertOutput:
     trace: dict | None = None  # name -> intermediate, in forward order, when tracing was asked for
 
 
+def pooler_runs(weights, pooler: bool = True) -> bool:
+    """Whether a forward pass computes the pooler: the checkpoint has one, and the caller wants
+    pooler_output (pooler=True) or a sequence classifier reads it (BERT's, not the relatives' head)."""
+    return weights.pooler is not None and (pooler or (weights.classifier is not None
+                                                      and weights.classification_head is None))
+
+
 def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_hidden_states=False,
-         output_attentions=False, numerics=TRANSFORMERS, tap=no_tap):
+         output_attentions=False, numerics=TRANSFORMERS, tap=no_tap, pooler_output=True):
     """BertModel (and BertForSequenceClassification's head when the checkpoint has one).
+
+    pooler_output=False skips the pooler unless the classifier reads it (pooler_runs): an embedding that
+    pools the last hidden state never reads it.
 
     tap(name, array), when given, receives every intermediate: "embeddings.sum", "embeddings.norm",
     "layer.{i}.q" ... "layer.{i}.output_norm" (see encoder_layer), "pooler", "logits" (and for ELECTRA
@@ -162,7 +172,7 @@ def bert(input_ids, attention_mask, token_type_ids, weights, config, xp, output_
         x, probs = encoder_layer(x, bias, layer, config, xp, numerics, layer_tap)  # [B, T, H] -> [B, T, H]
         hidden_states.append(x)  # L + 1 of [B, T, H]
         attentions.append(probs)  # L of [B, N, T, T]
-    pooled = pooler(x, weights.pooler, xp) if weights.pooler is not None else None  # [B, H]
+    pooled = pooler(x, weights.pooler, xp) if pooler_runs(weights, pooler_output) else None  # [B, H]
     features = pooled if weights.classification_head is None else classification_head(x, weights, xp)  # relatives
     logits = linear(features, weights.classifier, xp) if weights.classifier is not None else None  # [B, C]
     for name, array in (("pooler", pooled), ("logits", logits)):

@@ -107,3 +107,41 @@ def test_a_bad_folder_max_seq_length_is_a_config_error(minilm_path, tmp_path):
     folder = folder_with_max_seq_length(minilm_path, tmp_path, 0)
     with pytest.raises(bertnp.ConfigError, match="sentence_bert_config.json: max_seq_length=0"):
         Embedder(folder)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_pooler_output_false_skips_the_pooler_and_changes_nothing_else(minilm_path, backend):
+    model = bertnp.load(minilm_path, backend=backend)
+    enc = model.tokenize(TEXTS)
+    full, lean = model(**enc), model(**enc, pooler_output=False)
+    assert full.pooler_output is not None and lean.pooler_output is None
+    np.testing.assert_array_equal(lean.last_hidden_state, full.last_hidden_state)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_classifier_on_the_pooler_runs_it_even_without_pooler_output(backend):
+    from test_gpu import TINY
+
+    model = bertnp.load(TINY, backend=backend)
+    enc = {"input_ids": np.array([[2, 5, 7, 9], [3, 4, 0, 0]]), "attention_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]])}
+    full, lean = model(**enc), model(**enc, pooler_output=False)
+    np.testing.assert_array_equal(lean.logits, full.logits)
+    np.testing.assert_array_equal(lean.pooler_output, full.pooler_output)
+
+
+def test_embedder_runs_the_pooler_only_when_a_pooling_mode_reads_it(minilm_path, monkeypatch):
+    ran = []
+    real = bertnp.model.pooler_runs
+    monkeypatch.setattr(bertnp.model, "pooler_runs", lambda weights, pooler=True: ran.append(real(weights, pooler)) or ran[-1])
+    embedder = Embedder(minilm_path, backend="numba")  # preparing it runs a warm-up pass
+    pooling_both = Embedder(embedder.model, pooling=("mean", "pooler"), normalize=False)
+    ran.clear()
+    mean = embedder.embed(TEXTS, batch_size=4)
+    assert ran and not any(ran)
+    ran.clear()
+    both = pooling_both.embed(TEXTS, batch_size=4)
+    assert ran and all(ran)
+    model = bertnp.load(minilm_path, backend="numba")
+    enc = model.tokenize(TEXTS, max_length=embedder.max_length)
+    np.testing.assert_allclose(both[:, 384:], model(**enc).pooler_output, atol=1e-6)
+    np.testing.assert_allclose(mean, both[:, :384] / np.linalg.norm(both[:, :384], axis=1, keepdims=True), atol=1e-6)

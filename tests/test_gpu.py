@@ -62,3 +62,16 @@ def test_kernel_sources_name_their_twins():
 
     assert set(kernels.ACTIVATION_CODE) == set(model.ACTIVATIONS)
     assert "Twin: model.layer_norm" in kernels.SOURCE and "Twin: model.softmax" in kernels.SOURCE
+
+
+def test_gpu_forward_skips_the_pooler_only_where_no_classifier_reads_it(minilm_path):
+    for path, kept in ((minilm_path, False), (TINY, True)):  # MiniLM: a bare encoder; tiny: a classifier
+        reference = bertnp.load(path, backend="numpy")
+        enc = {"input_ids": np.array([[2, 5, 7, 9], [3, 4, 0, 0]]), "attention_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]]),
+               "token_type_ids": np.zeros((2, 4), np.int64)}
+        weights = gpu.prepare(reference.weights, np)
+        full, lean = (gpu.forward(*enc.values(), weights, reference.config, np, gpu.NumpyOps(np), pooler_output=p)
+                      for p in (True, False))
+        assert (lean.pooler_output is not None) == kept and full.pooler_output is not None
+        np.testing.assert_array_equal(lean.last_hidden_state, full.last_hidden_state)
+        np.testing.assert_array_equal(lean.logits, full.logits)

@@ -34,7 +34,8 @@ class Engine:
         return None if variant == "default" else "numba"
 
     def hidden(self, ids, mask):
-        return self.model(input_ids=ids, attention_mask=mask, token_type_ids=np.zeros_like(ids)).last_hidden_state
+        return self.model(input_ids=ids, attention_mask=mask, token_type_ids=np.zeros_like(ids),
+                          pooler_output=False).last_hidden_state  # as the ONNX graphs, whose one output it is
 
     def embed(self, texts):
         return self.embedder.embed(texts, batch_size=32)

@@ -63,8 +63,10 @@ class ServedModel:
 
     def rows(self, sequences: list) -> np.ndarray:
         """One forward pass over every sequence: [n, dimension] pooled vectors or [n, labels] logits."""
-        reduce = self.embedder._pool if self.embedder is not None else _logits
-        return self.model.run_sequences(sequences, reduce, batch_size=len(sequences))
+        if self.embedder is None:
+            return self.model.run_sequences(sequences, _logits, batch_size=len(sequences), pooler_output=False)
+        return self.model.run_sequences(sequences, self.embedder._pool, batch_size=len(sequences),
+                                        pooler_output=self.embedder.reads_pooler)
 
     # ---- what the routes need to know and compute --------------------------------------------------------
 
