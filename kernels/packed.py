@@ -59,6 +59,7 @@ def vector_bytes(features: str | None = None) -> int:
 
 MR = 6  # rows per micro-kernel call where `a` is read in place (kernels.cpu.attend)
 VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are rows x 2 registers
+LANES_32, LANES_64 = VECTOR_BYTES // 4, VECTOR_BYTES // 8  # a vector's float32 and float64 values (literals)
 NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTES // 4}  # panel width: two vectors
 GROUP = 12 if VECTOR_BYTES == 64 else MR  # rows per micro-kernel call in matmul_block, as many as the registers
 #   hold: 24 sums of AVX-512's 32 registers, 12 of AVX2's 16. One Sapphire Rapids core, a panel chunk in L1:
@@ -220,24 +221,28 @@ _lanes = of_dtype(lambda dtype: VECTOR_BYTES // dtype.itemsize)  # a vector's la
 
 
 @intrinsic
-def _transpose_group(typingctx, a, a_start, lda, out, out_start, k_count, live):
-    """out[out_start + k * GROUP + r] = a[a_start + r * lda + k] for k < k_count and r < GROUP (0 for rows r >=
-    live, which are not read): a group of rows copied k-major, as matmul_block's micro-kernel reads it.
+def transpose_rows(typingctx, a, a_start, lda, out, out_start, ldo, k_count, live, rows):
+    """out[out_start + k * ldo + r] = a[a_start + r * lda + k] for k < k_count and r < rows (0 for rows r >=
+    live, which are not read): rows of `a` copied k-major. matmul_block copies a group (GROUP rows, ldo =
+    GROUP) so, as its micro-kernel reads it; kernels.cpu.attend its queries, a vector's lanes at a time.
 
-    k_count: a multiple of the vector's lanes L, which must be at least GROUP (float32; float64 groups are
-    copied value by value). L columns at a time: the group's rows loaded as L vectors (zero past GROUP),
+    rows: a literal, at most the vector's lanes L (float32 groups: GROUP <= L; float64 groups are copied value
+    by value). k_count: a multiple of L. L columns at a time: the rows loaded as L vectors (zero past rows),
     transposed in registers in log2(L) rounds of two-vector shuffles (round d swaps the off-diagonal d x d
-    blocks of every 2d x 2d block), and each of the L vectors stored as its first GROUP values. A [48, 1536]
+    blocks of every 2d x 2d block), and each of the L vectors stored as its first `rows` values. A [48, 1536]
     block on a Sapphire Rapids core: 41 us value by value, 15 us so.
     """
+    if not isinstance(rows, types.IntegerLiteral):
+        return None
     dtype = np.dtype(a.dtype.name)
     lanes = VECTOR_BYTES // dtype.itemsize
-    sig = types.void(a, a_start, lda, out, out_start, k_count, live)
+    count = rows.literal_value
+    sig = types.void(a, a_start, lda, out, out_start, ldo, k_count, live, rows)
 
     def codegen(context, builder, signature, args):
-        if GROUP > lanes:  # never called (matmul_block checks _lanes)
+        if count > lanes:  # never called (callers check _lanes)
             return context.get_dummy_value()
-        a_arr, a0, lda_, out_arr, o0, k_n, live_rows = args
+        a_arr, a0, lda_, out_arr, o0, ldo_, k_n, live_rows, _ = args
         vec = ir.VectorType(context.get_value_type(signature.args[0].dtype), lanes)
         i64, i32, flags = ir.IntType(64), ir.IntType(32), ir.VectorType(ir.IntType(1), lanes)
         pointer = vec.as_pointer()
@@ -250,32 +255,31 @@ def _transpose_group(typingctx, a, a_start, lda, out, out_start, k_count, live):
                                                f"llvm.masked.store.{suffix}")
         zero = ir.Constant(vec, [0.0] * lanes)
         align = ir.Constant(i32, dtype.itemsize)
-        group_lanes = ir.Constant(flags, [c < GROUP for c in range(lanes)])
+        stored_lanes = ir.Constant(flags, [c < count for c in range(lanes)])
 
         def shuffle(x, y, mask):
             return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(i32, lanes), mask))
 
         def one_block(builder, block, _):
             k = builder.mul(block, ir.Constant(i64, lanes))
-            rows = []
-            for row in range(GROUP):  # a row past `live` is not loaded (a masked load of no lanes): zero
+            vectors = []
+            for row in range(count):  # a row past `live` is not loaded (a masked load of no lanes): zero
                 there = builder.icmp_signed("<", ir.Constant(i64, row), live_rows)
                 mask = builder.insert_element(ir.Constant(flags, ir.Undefined), there, ir.Constant(i32, 0))
                 mask = shuffle(mask, ir.Constant(flags, ir.Undefined), [0] * lanes)
                 address = builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, row), lda_), k)])
-                rows.append(builder.call(load, [builder.bitcast(address, pointer), align, mask, zero]))
-            rows += [zero] * (lanes - GROUP)
+                vectors.append(builder.call(load, [builder.bitcast(address, pointer), align, mask, zero]))
+            vectors += [zero] * (lanes - count)
             d = 1
             while d < lanes:  # rows i and i + d (bit d of i clear) trade their off-diagonal d x d blocks
-                swapped = list(rows)
+                swapped = list(vectors)
                 for i in (i for i in range(lanes) if not i & d):
-                    swapped[i] = shuffle(rows[i], rows[i + d], [c if not c & d else lanes + c - d for c in range(lanes)])
-                    swapped[i + d] = shuffle(rows[i], rows[i + d], [c + d if not c & d else lanes + c for c in range(lanes)])
-                rows, d = swapped, 2 * d
-            first = builder.mul(k, ir.Constant(i64, GROUP))
-            for column in range(lanes):  # rows[column]: column k + column of the group's rows
-                address = builder.gep(o_ptr, [builder.add(first, ir.Constant(i64, column * GROUP))])
-                builder.call(store, [rows[column], builder.bitcast(address, pointer), align, group_lanes])
+                    swapped[i] = shuffle(vectors[i], vectors[i + d], [c if not c & d else lanes + c - d for c in range(lanes)])
+                    swapped[i + d] = shuffle(vectors[i], vectors[i + d], [c + d if not c & d else lanes + c for c in range(lanes)])
+                vectors, d = swapped, 2 * d
+            for column in range(lanes):  # vectors[column]: column k + column of the rows
+                address = builder.gep(o_ptr, [builder.mul(builder.add(k, ir.Constant(i64, column)), ldo_)])
+                builder.call(store, [vectors[column], builder.bitcast(address, pointer), align, stored_lanes])
             return []
 
         blocks = builder.sdiv(k_n, ir.Constant(i64, lanes))
@@ -334,7 +338,7 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     Rows of `a` are copied, a block at a time (A_BYTES, at least MIN_ROWS rows), into groups of GROUP rows
     laid out k-major ([K, GROUP] per group, the last padded with zeros): the micro-kernel then reads one
     stream of `a`, in order, where it read GROUP rows K apart. Every sum is the same as without the copy.
-    Float32 groups are transposed in registers (_transpose_group), 2.8x faster than value by value: the copy
+    Float32 groups are transposed in registers (transpose_rows), 2.8x faster than value by value: the copy
     had cost about a tenth of GEMMs with N = 384 (a block's copy against its arithmetic goes as 1 / N).
     Fewer than MIN_ROWS rows (a team's blocks of panels, as for one text) are one block, read in place: GROUP
     rows a micro-kernel call, then up to MR.
@@ -364,7 +368,7 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
             live = min(GROUP, i1 - i0 - g * GROUP)
             top = i0 + g * GROUP
             if vectorized:
-                _transpose_group(flat_a, top * K, K, block, g * K * GROUP, vectorized, live)
+                transpose_rows(flat_a, top * K, K, block, g * K * GROUP, GROUP, vectorized, live, GROUP)
             if vectorized < K:  # the rest: written in order, read from GROUP rows at once (0.56 ns a value; a row
                 group = block[g * K * GROUP:(g + 1) * K * GROUP].reshape(K, GROUP)  # at a time, writing GROUP
                 for k in range(vectorized, K):                                       # values apart, took 1.4)

@@ -347,15 +347,18 @@ def test_packed_gemm_equals_numpy(dtype, rows, inner, columns, seed):
     assert ours <= max(bound, 2 * numpy_error), f"packed GEMM {rows}x{inner}x{columns}: {ours:.2e} (numpy {numpy_error:.2e})"
 
 
+GROUP = packed.GROUP  # a global of this module: Numba sees it as the literal that transpose_rows needs
+
+
 @numba.njit
 def _copy_group(a, out, live):
-    packed._transpose_group(a.reshape(-1), 0, a.shape[1], out, 0, a.shape[1], live)
+    packed.transpose_rows(a.reshape(-1), 0, a.shape[1], out, 0, GROUP, a.shape[1], live, GROUP)
 
 
 @pytest.mark.parametrize("live", [packed.GROUP, packed.GROUP - 1, 1])
 def test_group_of_a_transposed_in_registers_is_its_transpose_padded_with_zeros(live):
     """matmul_block copies GROUP rows of `a` at a time k-major, [K, GROUP], zero past the rows that exist; in
-    float32, whole vectors of columns are transposed in registers (kernels.packed._transpose_group)."""
+    float32, whole vectors of columns are transposed in registers (kernels.packed.transpose_rows)."""
     lanes = packed.VECTOR_BYTES // 4
     if lanes < packed.GROUP:
         pytest.skip(f"{lanes} float32 lanes, fewer than a group's {packed.GROUP} rows: copied value by value")
