@@ -44,7 +44,8 @@ def parse(argv):
         parser.error(f"unknown workload {', '.join(unknown)}: choose from {', '.join(ORDER)}")
     if not 1 <= args.threads <= (os.cpu_count() or 1):
         parser.error(f"--threads {args.threads}: expected 1 to {os.cpu_count()}")
-    args.names = names or [n for n in ORDER if not getattr(importlib.import_module(f"workloads.{n}"), "OPT_IN", False)]
+    args.defaults = [n for n in ORDER if not getattr(importlib.import_module(f"workloads.{n}"), "OPT_IN", False)]
+    args.names = names or args.defaults
     return args
 
 
@@ -80,12 +81,15 @@ def main(argv=None):
     finally:
         bench.cleanup()
     elapsed = time.perf_counter() - clock
-    partial = [flag for flag in ("--quick" if args.quick else "", "--only " + ",".join(args.names) if args.only
+    missing = [n for n in args.defaults if n not in args.names]  # --only naming every default is a full run
+    partial = [flag for flag in ("--quick" if args.quick else "", "--only " + ",".join(args.names) if missing
                                  else "", f"--threads {args.threads}" if args.threads != harness.CORES else "") if flag]
+    extra = [n for n in args.names if n not in args.defaults]
     meta = {"command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
             "date": date, "elapsed": elapsed, "git": git, "install": install, "load_before": load_before,
             "background": run_meter.cores(), "blas": harness.blas_line(),
-            "mode": "full run" if not partial else f"**PARTIAL run ({', '.join(partial)})**",
+            "mode": (f"full run, with the opt-in {', '.join(extra)}" if extra else "full run") if not partial
+            else f"**PARTIAL run ({', '.join(partial)})**",
             "blas_env": ", ".join(f"{k}={v}" for k, v in BLAS_ENV_SET.items())}
     harness.write_report(args.output, bench, meta)
     print(f"wrote {args.output} ({elapsed:.0f} s; other processes kept {meta['background']:.2f} cores busy on average)")
