@@ -63,10 +63,9 @@ class ServedModel:
 
     def rows(self, sequences: list) -> np.ndarray:
         """One forward pass over every sequence: [n, dimension] pooled vectors or [n, labels] logits."""
-        if self.embedder is None:
-            return self.model.run_sequences(sequences, _logits, batch_size=len(sequences), pooler_output=False)
-        return self.model.run_sequences(sequences, self.embedder._pool, batch_size=len(sequences),
-                                        pooler_output=self.embedder.reads_pooler)
+        reduce, reads_pooler = (_logits, False) if self.embedder is None else \
+            (self.embedder._pool, self.embedder.reads_pooler)
+        return self.model.run_sequences(sequences, reduce, batch_size=len(sequences), pooler_output=reads_pooler)
 
     # ---- what the routes need to know and compute --------------------------------------------------------
 
