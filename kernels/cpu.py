@@ -153,6 +153,19 @@ def _erf(x):
     return lambda x: math.erf(x)
 
 
+@intrinsic
+def full_width_loops(typingctx):
+    """Let LLVM vectorize the calling function's loops with the machine's full vectors. On AVX-512 machines
+    (Skylake-X and later) it prefers 256-bit ones unless told otherwise (a function's "prefer-vector-width").
+    Elementwise only: a sum's order would change with the width. One Sapphire Rapids core, exact GELU over
+    [384, 1536] float32: 2.39 -> 1.92 ns a value, bit-equal."""
+    def codegen(context, builder, signature, args):
+        # a string attribute, which llvmlite's set of known attributes would refuse
+        set.add(builder.function.attributes, f'"prefer-vector-width"="{8 * packed.VECTOR_BYTES}"')
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
 panel_width = packed.of_dtype(lambda dtype: packed.NR[dtype])  # kernels.packed.NR for the array's dtype
 
 
@@ -459,7 +472,8 @@ def bias_residual_layer_norm(h, bias, x, gamma, beta, eps, parallel):
 
 @elementwise_helper
 def bias_activation_row(row, bias, activation):
-    """One row of `bias_activation`: one loop per activation, each of which LLVM vectorizes."""
+    """One row of `bias_activation`: one loop per activation, each of which LLVM vectorizes at full width."""
+    full_width_loops()
     F = row.dtype.type
     zero, half, one, two = F(0.0), F(0.5), F(1.0), F(2.0)
     sqrt_half = F(math.sqrt(0.5))
