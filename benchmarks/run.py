@@ -7,9 +7,10 @@ Engines (benchmarks/engines/, one module each): bertnp fast (backend="numba"), b
 (backend="numpy"), transformers on torch, ONNX Runtime (the same weights exported with torch.onnx: the
 plain graph and the onnxruntime.transformers fused one), and bertnp on Spark. Workloads
 (benchmarks/workloads/, one module each, named for --only): minilm_batch, bert_base, corpus,
-minilm_latency, busy, cold_start, warm_start, deterministic, streaming, profile; spark and serve (HTTP
-servers: bertnp serve and infinity-emb) run only when named. harness.py says how engines run and are
-timed. --quick runs every workload small (a few minutes); the full run takes about 20 minutes on 2 cores.
+minilm_latency, busy, cold_start, warm_start, deterministic, streaming, profile, corpus_profile; spark and
+serve (HTTP servers: bertnp serve and infinity-emb) run only when named. harness.py says how engines run
+and are timed. --quick runs every workload small (a few minutes); the full run takes about 25 minutes on 2
+cores, 32 with spark and serve.
 """
 
 from __future__ import annotations

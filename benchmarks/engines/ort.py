@@ -94,7 +94,7 @@ class Engine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.options = options
+        self.options, self.graph = options, graph
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.tokenizer = tokenizer(checkpoint) if (checkpoint / "tokenizer.json").exists() else None
 

@@ -7,4 +7,4 @@ and is listed in ORDER, the report's order.
 """
 
 ORDER = ("minilm_batch", "bert_base", "corpus", "minilm_latency", "busy", "cold_start", "warm_start",
-         "deterministic", "streaming", "profile", "spark", "serve")
+         "deterministic", "streaming", "profile", "corpus_profile", "spark", "serve")
