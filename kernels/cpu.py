@@ -34,7 +34,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import packed
-from .packed import LANES_32, LANES_64
 
 SUM_FASTMATH = {"reassoc", "contract", "nsz"}
 EXACT_FASTMATH = {"contract"}
@@ -560,7 +559,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
     q_col, k_col, v_col = h * D, H + h * D, 2 * H + h * D
     query_bias, key_bias, value_bias = qkv_bias[q_col:q_col + D], qkv_bias[k_col:k_col + D], qkv_bias[v_col:v_col + D]
     VP = (D + W - 1) // W
-    L = W // 2  # a vector's lanes: queries are transposed into Q^T's panels L at a time, in registers
+    L = packed.lanes(qkv)  # a vector's lanes (W / 2): queries are transposed into Q^T's panels L at a time
     in_registers = D - D % L
     # The loops below index flat arrays: a view per row (qkv[j, a:b]) of an array from Python costs Numba a
     # reference count up and down (one (sequence, head) of MiniLM at 128 tokens, one core: 73 -> 68 us without).
@@ -592,10 +591,7 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
             # 115 -> 100, medians of 5 processes; value by value, each query's D values were written W apart)
             live, q_t = max(0, min(L, nb - half * L)), (half // 2) * D * W + (half % 2) * L
             first = (b0 + half * L) * 3 * H + q_col
-            if L == LANES_32:  # the vector's lanes, as the literal transpose_rows needs
-                packed.transpose_rows(flat_qkv, first, 3 * H, flat_q, q_t, W, in_registers, live, LANES_32)
-            else:
-                packed.transpose_rows(flat_qkv, first, 3 * H, flat_q, q_t, W, in_registers, live, LANES_64)
+            packed.transpose_rows(flat_qkv, first, 3 * H, flat_q, q_t, W, in_registers, live, L)
             for d in range(in_registers, D):  # the last D % L columns
                 for i in range(L):
                     write(flat_q, q_t + d * W + i, read(flat_qkv, first + i * 3 * H + d) if i < live else 0)

@@ -40,7 +40,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, codegen, config
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 
 def vector_bytes(features: str | None = None) -> int:
@@ -59,7 +59,6 @@ def vector_bytes(features: str | None = None) -> int:
 
 MR = 6  # rows per micro-kernel call where `a` is read in place (kernels.cpu.attend)
 VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are rows x 2 registers
-LANES_32, LANES_64 = VECTOR_BYTES // 4, VECTOR_BYTES // 8  # a vector's float32 and float64 values (literals)
 NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTES // 4}  # panel width: two vectors
 GROUP = 12 if VECTOR_BYTES == 64 else MR  # rows per micro-kernel call in matmul_block, as many as the registers
 #   hold: 24 sums of AVX-512's 32 registers, 12 of AVX2's 16. One Sapphire Rapids core, a panel chunk in L1:
@@ -204,20 +203,23 @@ def _micro(typingctx, a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_co
 
 
 def of_dtype(value):
-    """f(array) = value(array's dtype), callable from compiled code, where it is a constant (LLVM can unroll
-    and vectorize loops by it): value is computed once per dtype, when a kernel is compiled."""
-    def function(array):
-        return value(np.dtype(array.dtype))
-
-    @overload(function, inline="always")
-    def _overload(array):
+    """f(array) = value(array's dtype) in compiled code, as a literal: a constant that LLVM can unroll and
+    vectorize loops by, and that intrinsics wanting one (transpose_rows' rows) accept. value is computed once
+    per dtype, when a kernel is compiled. (A function's result would be typed as a plain int64, as would a
+    module attribute: `packed.GROUP`; a module global read by name stays a literal.)"""
+    @intrinsic
+    def function(typingctx, array):
         constant = value(np.dtype(array.dtype.name))
-        return lambda array: constant
+        literal = types.literal(constant)
+
+        def codegen(context, builder, signature, args):
+            return context.get_constant(literal.literal_type, constant)
+        return literal(array), codegen
 
     return function
 
 
-_lanes = of_dtype(lambda dtype: VECTOR_BYTES // dtype.itemsize)  # a vector's lanes of the array's dtype
+lanes = of_dtype(lambda dtype: VECTOR_BYTES // dtype.itemsize)  # a vector's lanes of the array's dtype
 
 
 @intrinsic
@@ -240,7 +242,7 @@ def transpose_rows(typingctx, a, a_start, lda, out, out_start, ldo, k_count, liv
     sig = types.void(a, a_start, lda, out, out_start, ldo, k_count, live, rows)
 
     def codegen(context, builder, signature, args):
-        if count > lanes:  # never called (callers check _lanes)
+        if count > lanes:  # never called (callers check `lanes`)
             return context.get_dummy_value()
         a_arr, a0, lda_, out_arr, o0, ldo_, k_n, live_rows, _ = args
         vec = ir.VectorType(context.get_value_type(signature.args[0].dtype), lanes)
@@ -357,7 +359,7 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
     else:
         groups = max(MIN_ROWS // GROUP, A_BYTES // (max(K, 1) * GROUP * a.itemsize))  # per block of rows
         mc = max(1, min(groups, -(-(last - first) // GROUP))) * GROUP
-    vectorized = K - K % _lanes(a) if _lanes(a) >= GROUP else 0  # float32: K's columns transposed in registers,
+    vectorized = K - K % lanes(a) if lanes(a) >= GROUP else 0  # float32: K's columns transposed in registers,
     #   L at a time (0.2 ns a value); the rest value by value
     block = np.empty(0 if in_place else mc * K, a.dtype)  # group g: block[g*K*GROUP : (g+1)*K*GROUP] as [K, GROUP]
     edge = np.empty((mc, width), out.dtype)  # the last panel when it is padded: its sums land here first
