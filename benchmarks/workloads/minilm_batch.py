@@ -21,12 +21,19 @@ def random_batch(checkpoint, seed=0):
     return ids, np.ones_like(ids)
 
 
-def throughput(bench, section, checkpoint, engines, rounds, warmup, reference_rounds):
-    """section += one row per engine: sequences/s, the median over interleaved rounds of one batch each."""
+def throughput(bench, section, checkpoint, engines, rounds, warmup, reference_rounds, ops=0):
+    """section += one row per engine: sequences/s, the median over interleaved rounds of one batch each.
+    ops: that many forwards more of bertnp fast and ORT's fused graph, op by op (workloads.profile.op_tables)."""
+    from workloads.profile import op_tables  # which imports this module
+
     ids, mask = random_batch(checkpoint)
     with bench.engines(engines, checkpoint, section) as workers:
         result = interleave(workers, "hidden", (ids, mask), rounds, warmup=warmup,
                             caps={"reference": reference_rounds})
+        found = {(w.key, w.variant): w for w in workers}
+        if ops and ("fast", "numba") in found and ("ort", "fused graph") in found:
+            section.markdown += op_tables(found["fast", "numba"], found["ort", "fused graph"], ids, mask, ops,
+                                          f"{BATCH}x{SEQ}")
     for worker, timing in result.timings.items():
         rates = [BATCH / t for t in timing.per_round()]
         section.add(worker, throughput=timing.median_rate(BATCH),

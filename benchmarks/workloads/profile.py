@@ -1,10 +1,14 @@
 """Where bertnp's time goes: self time per wrapped function on MiniLM 32x128 and on one text, by category, in a
-worker."""
+worker. Also op-by-op tables of bertnp fast against ONNX Runtime (op_tables), which corpus_profile and
+bert_base use."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -140,6 +144,96 @@ def profile_forward(engine, ids, mask, count) -> dict:
         categories[category(name)] += t
     categories[OUTSIDE] = total - sum(categories.values())
     return {"total": total, "categories": dict(categories), "functions": functions, "wrapped": wrapped}
+
+
+def fast_ops(engine, ids, mask, count) -> dict:
+    """In bertnp fast's worker: ms per forward of each GEMM (by its shape and the row kernel fused into it)
+    and of attention, the layers' jobs launched from Python one by one (bertnp.fast.REPLAY = False), so
+    that each is timed; the helper threads' share of a job counts in the caller's wall time."""
+    import bertnp.fast
+    from bertnp.kernels import cpu, gemm, team
+
+    spent = defaultdict(float)
+
+    def timed(key_of, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key_of(*args, **kwargs)] += time.perf_counter() - start
+        return wrapper
+
+    def gemm_key(a, panels, out, *args, **kwargs):
+        then = " + GELU" if kwargs.get("activation") is not None else \
+            " + residual + LayerNorm" if kwargs.get("residual") is not None else ""
+        return f"GEMM [M, {a.shape[1]}] @ [{a.shape[1]}, {out.shape[1]}]{then}"
+
+    originals = [(gemm, "matmul", gemm.matmul), (team.Team, "attention", team.Team.attention),
+                 (cpu, "attention", cpu.attention)]
+    bertnp.fast.REPLAY = False
+    engine.hidden(ids, mask)
+    gemm.matmul = timed(gemm_key, gemm.matmul)
+    team.Team.attention = timed(lambda *a, **k: "attention (per sequence and head)", team.Team.attention)
+    cpu.attention = timed(lambda *a, **k: "attention (per sequence and head)", cpu.attention)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            engine.hidden(ids, mask)
+        total = (time.perf_counter() - start) / count
+    finally:
+        for holder, name, fn in originals:
+            setattr(holder, name, fn)
+        bertnp.fast.REPLAY = True
+    ops = {k: v / count for k, v in spent.items()}
+    ops["everything else (embeddings, packing, scatter, Python)"] = total - sum(ops.values())
+    return {"total": total, "ops": ops}
+
+
+def ort_ops(engine, ids, mask, count) -> dict:
+    """In ORT's worker: a second session on the same graph and options, with ORT's profiler on; ms per run
+    of each op type (its kernels' own time), and of the run as a whole."""
+    import onnxruntime as ort
+
+    options = engine.options
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="bertnp-ortprof-"), "ort")
+    session = ort.InferenceSession(engine.graph, options, providers=["CPUExecutionProvider"])
+    options.enable_profiling = False
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    session.run(None, feeds)
+    session.run(None, feeds)
+    for _ in range(count):
+        session.run(None, feeds)
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    runs = [e["dur"] for e in events if e.get("name") == "model_run"][-count:]
+    ops, kept = defaultdict(float), len(runs)
+    last_runs_start = sorted(e["ts"] for e in events if e.get("name") == "model_run")[-count]
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= last_runs_start:
+            ops[e["args"]["op_name"]] += e["dur"] / 1e6 / kept
+    total = sum(runs) / 1e6 / kept
+    small = [k for k, v in ops.items() if v < 0.005 * total]  # Shape, Gather, Cast, ...: one line for them all
+    ops["other ops (" + ", ".join(sorted(small)) + ")"] = sum(ops.pop(k) for k in small)
+    ops["between ops"] = total - sum(ops.values())
+    return {"total": total, "ops": ops}
+
+
+def op_tables(fast, ort, ids, mask, count, title) -> list:
+    """Markdown: ms per forward op by op, bertnp fast (fast_ops) and ONNX Runtime (ort_ops) on one batch,
+    each in its engine's worker."""
+    ours, theirs = fast.apply(fast_ops, ids, mask, count), ort.apply(ort_ops, ids, mask, count)
+    lines = [f"### {title}, op by op", "",
+             f"ms per forward, {count} forwards each; bertnp fast {ours['total'] * 1e3:.1f} ms (its jobs launched "
+             f"one by one from Python), ORT {theirs['total'] * 1e3:.1f} ms (as its profiler times the runs). ORT's "
+             "ops are its fused graph's: Attention includes the QKV GEMM, SkipLayerNormalization the residual add, "
+             "BiasGelu the bias, and MatMul the other three GEMMs; bertnp fast fuses each bias, GELU and LayerNorm "
+             "into its GEMM's blocks.", "", "| engine | op | ms | share |", "|---|---|---:|---:|"]
+    for name, data in (("bertnp fast", ours), ("ONNX Runtime", theirs)):
+        for op, t in sorted(data["ops"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {op} | {t * 1e3:.2f} | {100 * t / data['total']:.0f}% |")
+    return lines + [""]
 
 
 def one_text():
