@@ -533,25 +533,27 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
     transposed so that queries run along the SIMD lanes, W (two vectors) at a time.
 
     QUERY_BLOCK queries at a time, in QP panels of W queries:
-      scores^T [QP, nk, W] = K Q^T: K read in place from qkv (MR keys per micro-kernel call), Q^T + bias
-                             times 1/sqrt(D) copied into panels [QP, D, W], the layout of a packed weight;
+      scores^T [QP, nk, W] = K Q^T: K read in place from qkv (GROUP keys per micro-kernel call, then up to
+                             MR), Q^T + bias times 1/sqrt(D) copied into panels [QP, D, W], the layout of
+                             a packed weight;
       softmax down each panel's columns over the nk keys, elementwise across the lanes (no horizontal
                              reduction: `lane_max` keeps the largest in registers, `exp_rows` the sums);
-      context [W, D]       = exp(scores) V for each panel: exp(scores) read in place down its columns (MR
-                             queries per call), V copied once into panels [VP, nk, W] of W columns.
+      context [W, D]       = exp(scores) V for each panel: exp(scores) read in place down its columns (GROUP
+                             queries per call, then up to MR), V copied once into panels [VP, nk, W] of W columns.
     K's bias is left out of scores: it adds q . key_bias to every score of query q, which softmax cancels
     (relative_key_query's term, which multiplies keys by positions, adds it back). The scale is applied
     to the query as it is copied (model.py scales the scores: the same up to rounding), which saves a pass
     over the scores. With lane_max, one (sequence, head) of MiniLM at 128 tokens took 80-105 us on a Zen 3
     core, against 98-120 us before (medians of 15 in three runs). On a Sapphire Rapids core: 73 us, then 47
-    with exp_rows and the prefetch of a sequence's rows (below).
+    with exp_rows and the prefetch of a sequence's rows (below). GROUP rows per micro-kernel call where MR
+    had been (12 with AVX-512, as matmul_block's): BERT-base at 128 tokens 99-104 -> 64-70 us, MiniLM at 12
+    tokens 2.3-3.1 -> 2.0-2.7 us, MiniLM at 128 unchanged (minimums of 100-300 calls, alternating processes).
     """
     H = context.shape[1]
     D = H // n_heads
     P = (distance.shape[0] + 1) // 2
     F = qkv.dtype.type
     W = panel_width(qkv)
-    MR = packed.MR
     scale = F(D**-0.5)
     q0, q1, k0 = seq_start[s], seq_start[s + 1], key_start[s]
     nk = q1 - k0
@@ -608,9 +610,10 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                 for i in range(min(W, nb - p * W)):
                     write(flat_q, row + i, (read(flat_q, row + i) + bias) * scale)
         for p in range(panels):
-            for j in range(0, nk, MR):  # scores^T = K Q^T: [nk, D] @ [D, W]
-                packed._micro_rows(flat_qkv, (k0 + j) * 3 * H + k_col, 3 * H, 1, flat_q, p * D * W, flat_s,
-                                   (p * nk + j) * W, W, D, False, min(MR, nk - j))
+            j = 0
+            while j < nk:  # scores^T = K Q^T: [nk, D] @ [D, W]
+                j += packed._micro_in_place(flat_qkv, (k0 + j) * 3 * H + k_col, 3 * H, 1, flat_q, p * D * W, flat_s,
+                                            (p * nk + j) * W, W, D, False, nk - j)
             s_t, q_t = scores_t[p], queries_t[p]  # [nk, W], [D, W]
             if relative != 0:  # model.relative_scores: q . table[t_q - t_k] (+ (k + key_bias) . table[t_q - t_k])
                 for j in range(nk):
@@ -640,9 +643,10 @@ def attend(s, h, qkv, qkv_bias, seq_start, key_start, uniform, token_index, T, n
                 inv_total[p, i] = F(1.0 / total[i])
             rows = min(W, nb - p * W)
             for vp in range(VP):  # context = exp(scores) V: [rows, nk] (scores^T read down) @ [nk, W]
-                for i in range(0, rows, MR):
-                    packed._micro_rows(flat_s, p * nk * W + i, 1, W, flat_v, vp * nk * W, flat_t, i * VP * W + vp * W,
-                                       VP * W, nk, False, min(MR, rows - i))
+                i = 0
+                while i < rows:
+                    i += packed._micro_in_place(flat_s, p * nk * W + i, 1, W, flat_v, vp * nk * W, flat_t,
+                                                i * VP * W + vp * W, VP * W, nk, False, rows - i)
             for i in range(rows):  # probabilities sum to 1, so the value bias adds once, after the division
                 out, sums, inv = (b0 + p * W + i) * H + q_col, i * VP * W, inv_total[p, i]
                 for d in range(D):

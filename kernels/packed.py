@@ -309,14 +309,15 @@ def _micro_rows(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, a
 
 
 @numba.njit(inline="always")
-def _micro_in_place(a, a_start, lda, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
-    """_micro on the next GROUP of `rows` rows of a row-major `a` read in place, or on up to MR of them when
-    fewer are left (no padding: rows past them may not exist); the number of rows done."""
+def _micro_in_place(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, rows):
+    """_micro on the next GROUP of `rows` rows of `a` read in place (rows lda apart, a row's values a_step
+    apart), or on up to MR of them when fewer are left (no padding: rows past them may not exist); the number
+    of rows done."""
     if rows >= GROUP:
-        _micro(a, a_start, lda, 1, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP, GROUP)
+        _micro(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, GROUP, GROUP)
         return GROUP
     done = min(MR, rows)
-    _micro_rows(a, a_start, lda, 1, b, b_start, c, c_start, ldc, k_count, accumulate, done)
+    _micro_rows(a, a_start, lda, a_step, b, b_start, c, c_start, ldc, k_count, accumulate, done)
     return done
 
 
@@ -385,7 +386,7 @@ def matmul_block(a, panels, out, first, last, first_panel, last_panel):
                 while i < i1:
                     c, c_start, ldc = (flat_c, i * N + j0, N) if whole else (flat_edge, (i - i0) * width, width)
                     if in_place:
-                        i += _micro_in_place(flat_a, i * K + k0, K, flat_b, (p * K + k0) * width, c, c_start, ldc,
+                        i += _micro_in_place(flat_a, i * K + k0, K, 1, flat_b, (p * K + k0) * width, c, c_start, ldc,
                                              k_count, k0 > 0, i1 - i)
                     else:  # group (i - i0) / GROUP, row k0
                         _micro_group(block, (i - i0) * K + k0 * GROUP, flat_b, (p * K + k0) * width, c, c_start, ldc,
