@@ -42,15 +42,20 @@ def tokenizer(folder: Path):
     return tok
 
 
-def embed_sorted(tok, texts, hidden) -> np.ndarray:
-    """texts -> [N, H] in input order: tokenized, length-sorted batches of BATCH_SIZE through
-    hidden(ids, mask), mean pooled, L2-normalized."""
+def sorted_batches(tok, texts):
+    """(rows, ids, mask) for each batch that embed_sorted (and bertnp's run_sequences) runs: texts tokenized,
+    stably sorted by length, in batches of BATCH_SIZE padded to their longest; rows: the texts' indices."""
     encodings = tok.encode_batch(list(texts))
     order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    result = None
     for start in range(0, len(order), BATCH_SIZE):
         rows = order[start : start + BATCH_SIZE]
-        ids, mask = padded([encodings[i] for i in rows])
+        yield (rows, *padded([encodings[i] for i in rows]))
+
+
+def embed_sorted(tok, texts, hidden) -> np.ndarray:
+    """texts -> [N, H] in input order: sorted_batches through hidden(ids, mask), mean pooled, L2-normalized."""
+    result = None
+    for rows, ids, mask in sorted_batches(tok, texts):
         h = hidden(ids, mask)
         m = mask[:, :, None].astype(h.dtype)
         pooled = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)  # [b, T, H] -> [b, H]

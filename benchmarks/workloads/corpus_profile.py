@@ -21,11 +21,9 @@ BUCKETS = [(1, 16), (16, 24), (24, 32), (32, 48), (48, 64), (64, 128), (128, 257
 
 def corpus_batches(texts):
     """The padded [32, T] batches that embed_sorted (and bertnp's run_sequences) run for the corpus."""
-    from engines import BATCH_SIZE, padded, tokenizer
+    from engines import sorted_batches, tokenizer
 
-    encodings = tokenizer(MINILM).encode_batch(texts)
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    return [padded([encodings[i] for i in order[s : s + BATCH_SIZE]]) for s in range(0, len(order), BATCH_SIZE)]
+    return [(ids, mask) for _, ids, mask in sorted_batches(tokenizer(MINILM), texts)]
 
 
 def time_batches(engine, batches) -> float:

@@ -1,6 +1,6 @@
 """Where bertnp's time goes: self time per wrapped function on MiniLM 32x128 and on one text, by category, in a
-worker. Also op-by-op tables of bertnp fast against ONNX Runtime (op_tables), which corpus_profile and
-bert_base use."""
+worker. Also op-by-op tables of bertnp fast against ONNX Runtime (op_tables), which minilm_batch, bert_base
+and corpus_profile use."""
 
 from __future__ import annotations
 
@@ -169,13 +169,17 @@ def fast_ops(engine, ids, mask, count) -> dict:
             " + residual + LayerNorm" if kwargs.get("residual") is not None else ""
         return f"GEMM [M, {a.shape[1]}] @ [{a.shape[1]}, {out.shape[1]}]{then}"
 
+    def attention_key(*args, **kwargs):
+        return "attention (per sequence and head)"
+
     originals = [(gemm, "matmul", gemm.matmul), (team.Team, "attention", team.Team.attention),
                  (cpu, "attention", cpu.attention)]
+    replay = bertnp.fast.REPLAY
     bertnp.fast.REPLAY = False
     engine.hidden(ids, mask)
     gemm.matmul = timed(gemm_key, gemm.matmul)
-    team.Team.attention = timed(lambda *a, **k: "attention (per sequence and head)", team.Team.attention)
-    cpu.attention = timed(lambda *a, **k: "attention (per sequence and head)", cpu.attention)
+    team.Team.attention = timed(attention_key, team.Team.attention)
+    cpu.attention = timed(attention_key, cpu.attention)
     try:
         start = time.perf_counter()
         for _ in range(count):
@@ -184,7 +188,7 @@ def fast_ops(engine, ids, mask, count) -> dict:
     finally:
         for holder, name, fn in originals:
             setattr(holder, name, fn)
-        bertnp.fast.REPLAY = True
+        bertnp.fast.REPLAY = replay
     ops = {k: v / count for k, v in spent.items()}
     ops["everything else (embeddings, packing, scatter, Python)"] = total - sum(ops.values())
     return {"total": total, "ops": ops}
@@ -207,13 +211,12 @@ def ort_ops(engine, ids, mask, count) -> dict:
         session.run(None, feeds)
     with open(session.end_profiling()) as f:
         events = json.load(f)
-    runs = [e["dur"] for e in events if e.get("name") == "model_run"][-count:]
+    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])[-count:]
     ops, kept = defaultdict(float), len(runs)
-    last_runs_start = sorted(e["ts"] for e in events if e.get("name") == "model_run")[-count]
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= last_runs_start:
+    for e in events:  # the kernels of the timed runs (the two warm-up runs came first)
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= runs[0]["ts"]:
             ops[e["args"]["op_name"]] += e["dur"] / 1e6 / kept
-    total = sum(runs) / 1e6 / kept
+    total = sum(e["dur"] for e in runs) / 1e6 / kept
     small = [k for k, v in ops.items() if v < 0.005 * total]  # Shape, Gather, Cast, ...: one line for them all
     ops["other ops (" + ", ".join(sorted(small)) + ")"] = sum(ops.pop(k) for k in small)
     ops["between ops"] = total - sum(ops.values())
@@ -225,7 +228,7 @@ def op_tables(fast, ort, ids, mask, count, title) -> list:
     each in its engine's worker."""
     ours, theirs = fast.apply(fast_ops, ids, mask, count), ort.apply(ort_ops, ids, mask, count)
     lines = [f"### {title}, op by op", "",
-             f"ms per forward, {count} forwards each; bertnp fast {ours['total'] * 1e3:.1f} ms (its jobs launched "
+             f"ms per forward, {count} forward{'s' * (count != 1)} each; bertnp fast {ours['total'] * 1e3:.1f} ms (its jobs launched "
              f"one by one from Python), ORT {theirs['total'] * 1e3:.1f} ms (as its profiler times the runs). ORT's "
              "ops are its fused graph's: Attention includes the QKV GEMM, SkipLayerNormalization the residual add, "
              "BiasGelu the bias, and MatMul the other three GEMMs; bertnp fast fuses each bias, GELU and LayerNorm "
