@@ -331,9 +331,9 @@ class Bench:
         start = time.perf_counter()
         source = self.workdir / "source"
         skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
-        for name in ("bertnp", "kernels"):
+        for name in ("bertnp",):
             shutil.copytree(ROOT / name, source / name, ignore=skip)
-        for name in ("pyproject.toml", "setup.py", "README.md"):
+        for name in ("pyproject.toml", "README.md"):
             shutil.copy2(ROOT / name, source / name)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                         "--no-index", "--target", str(self.site), str(source)], check=True, cwd=self.workdir,
@@ -546,12 +546,12 @@ def blas_line() -> str:
 
 
 def git_state(output: Path) -> tuple[str, list]:
-    """(HEAD's commit, the changed files under bertnp/, kernels/ and benchmarks/ but the report itself)."""
+    """(HEAD's commit, the changed files under bertnp/ and benchmarks/ but the report itself)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.rstrip()
 
     commit = git("rev-parse", "HEAD").strip() or "unknown (not a git checkout)"
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "bertnp", "kernels", "benchmarks").splitlines()]
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "bertnp", "benchmarks").splitlines()]
     report = str(output.resolve().relative_to(ROOT)) if output.resolve().is_relative_to(ROOT) else None
     return commit, [path for path in changed if path != report]
 
@@ -637,7 +637,7 @@ def write_report(path: Path, bench: Bench, meta: dict):
     lines = ["# bertnp benchmarks", "",
              f"Written by `{meta['command']}` on {meta['date']} in {meta['elapsed']:.0f} s: {meta['mode']}. "
              "Every line of this file comes from that run; ratios compare engines measured in the same run.", "",
-             f"Commit `{commit}`" + (", clean in bertnp/, kernels/ and benchmarks/." if not changed else ".")]
+             f"Commit `{commit}`" + (", clean in bertnp/ and benchmarks/." if not changed else ".")]
     lines.append("")
     if changed:
         lines += [f"> **DIRTY TREE: the figures are for uncommitted changes** in {len(changed)} files: "

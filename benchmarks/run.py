@@ -95,7 +95,7 @@ def main(argv=None):
     harness.write_report(args.output, bench, meta)
     print(f"wrote {args.output} ({elapsed:.0f} s; other processes kept {meta['background']:.2f} cores busy on average)")
     if git[1]:
-        print(f"WARNING: uncommitted changes in {len(git[1])} files under bertnp/, kernels/, benchmarks/: the report "
+        print(f"WARNING: uncommitted changes in {len(git[1])} files under bertnp/, benchmarks/: the report "
               "says so", file=sys.stderr)
     if BLAS_ENV_SET:
         print("WARNING: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were set: NumPy figures are off (see above)",

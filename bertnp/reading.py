@@ -33,18 +33,19 @@ STEPS = [
 ]
 
 
-# each fast-path kernel (bertnp.fast, kernels/): the model.py functions it replaces, and what it fuses
+# each fast-path kernel (bertnp.fast, bertnp/kernels/): the model.py functions it replaces, and what it fuses
 KERNELS = [
-    ("kernels/cpu.py", "pack", ("mask_bias",), "which tokens are real: the fast path computes those rows only"),
-    ("kernels/cpu.py", "embed_layer_norm", ("embeddings", "layer_norm"), "gather the three tables, add, normalize"),
-    ("kernels/packed.py", "matmul", ("linear",), "the GEMM (not the bias), on weights packed at load"),
-    ("kernels/gemm.py", "matmul", ("linear",),
-     "a packed GEMM and the row kernel after it, block by block, the blocks shared with kernels/team.py's threads"),
-    ("kernels/cpu.py", "attention", ("self_attention", "split_heads", "softmax", "merge_heads"),
+    ("bertnp/kernels/cpu.py", "pack", ("mask_bias",), "which tokens are real: the fast path computes those rows only"),
+    ("bertnp/kernels/cpu.py", "embed_layer_norm", ("embeddings", "layer_norm"),
+     "gather the three tables, add, normalize"),
+    ("bertnp/kernels/packed.py", "matmul", ("linear",), "the GEMM (not the bias), on weights packed at load"),
+    ("bertnp/kernels/gemm.py", "matmul", ("linear",),
+     "a packed GEMM and the row kernel after it, block by block, the blocks shared with team.py's threads"),
+    ("bertnp/kernels/cpu.py", "attention", ("self_attention", "split_heads", "softmax", "merge_heads"),
      "everything after the Q/K/V GEMM, per (sequence, head), at the sequence's own length"),
-    ("kernels/cpu.py", "bias_residual_layer_norm", ("linear", "layer_norm"),
+    ("bertnp/kernels/cpu.py", "bias_residual_layer_norm", ("linear", "layer_norm"),
      "the bias, the residual add and LayerNorm (BertSelfOutput, BertOutput)"),
-    ("kernels/cpu.py", "bias_activation", ("linear", "gelu"), "the bias and the activation (BertIntermediate)"),
+    ("bertnp/kernels/cpu.py", "bias_activation", ("linear", "gelu"), "the bias and the activation (BertIntermediate)"),
 ]
 
 

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
 from parity import assert_close
 
 from bertnp import model
@@ -30,6 +31,15 @@ from bertnp.weights import LayerNorm, Linear
 DTYPES = [np.float32, np.float64]
 ATOL = {np.float32: 1e-5, np.float64: 1e-12}
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.blas_free
+def test_the_checkout_has_no_top_level_package_but_bertnp():
+    """`python -m pytest` puts the checkout's root on sys.path, where a package folder shadows any installed
+    distribution of its name: a kernels/ there once shadowed Hugging Face's `kernels`, which transformers
+    imports from 5.25 on, and every test that loaded a transformers model failed. Ours is bertnp/kernels."""
+    packages = sorted(entry.name for entry in os.scandir(ROOT) if os.path.isfile(os.path.join(entry.path, "__init__.py")))
+    assert packages == ["bertnp"], f"package folders at the checkout's root: {packages}"
 
 
 def frozen(array):
@@ -284,7 +294,7 @@ def test_attention_matches_self_attention(dtype, data):
 
 
 def test_parallel_kernels_run_on_the_workqueue_layer():
-    """OpenMP threads spinning against OpenBLAS's cost 40x on 2 cores (kernels/__init__.py): keep workqueue."""
+    """OpenMP threads spinning against OpenBLAS's cost 40x on 2 cores (bertnp/kernels/__init__.py): keep workqueue."""
     x = np.zeros((4, 8), np.float32)
     cpu.bias_activation(x, frozen(np.zeros(8, np.float32)), cpu.RELU, True)
     expected = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")

@@ -21,7 +21,7 @@ def test_kernel_table_names_real_functions():
     from bertnp.kernels import cpu, gemm, packed
     from bertnp.reading import KERNELS
 
-    modules = {"kernels/cpu.py": cpu, "kernels/packed.py": packed, "kernels/gemm.py": gemm}
+    modules = {"bertnp/kernels/cpu.py": cpu, "bertnp/kernels/packed.py": packed, "bertnp/kernels/gemm.py": gemm}
     for path, kernel, replaced, _ in KERNELS:
         assert callable(getattr(modules[path], kernel)), f"{path} has no {kernel}"
         for name in replaced:

@@ -1,7 +1,7 @@
 """kernels.team: helper threads that spin during a forward pass. Every job they share gives what the same
 kernels give on one thread, bit for bit, including when the machine is busy and a helper is descheduled
 for milliseconds in the middle of a job (a race of that kind once let a late helper claim a block of one
-job with the fields of another: kernels/team.py says how claims prevent it)."""
+job with the fields of another: bertnp/kernels/team.py says how claims prevent it)."""
 
 from __future__ import annotations
 

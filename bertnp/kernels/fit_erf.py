@@ -1,6 +1,6 @@
-"""Regenerate the float32 erf coefficients of kernels/mathfn.py (needs SciPy; not imported by bertnp).
+"""Regenerate the float32 erf coefficients ERF_P and ERF_Q of cpu.py (needs SciPy; not imported by bertnp).
 
-    python kernels/fit_erf.py
+    python bertnp/kernels/fit_erf.py
 
 Two minimax polynomials, fitted by Lawson's iteratively reweighted least squares on a dense grid:
   |x| <  1:  erf(x) = x + x * P(x^2),    P(s) ~ erf(sqrt s) / sqrt s - 1, minimax in relative error

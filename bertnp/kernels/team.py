@@ -30,8 +30,8 @@ the block it holds).
 
 Results do not depend on who computes a block: every output row is one fixed-order sum (kernels.packed),
 every (sequence, head) one call of kernels.cpu.attend. Not reentrant: one caller at a time (bertnp.fast
-holds kernels.LAUNCH_LOCK). Numba caches each file on its own: after editing kernels/cpu.py or
-kernels/packed.py, touch this file too (or clear the cache).
+holds kernels.LAUNCH_LOCK). Numba caches each file on its own: after editing cpu.py or packed.py, touch
+this file too (or clear the cache).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ coexist; erf is too large for LLVM's inliner, and a call in a loop stops vectori
 it instead, which gives it the caller's flags: only kernels without `reassoc` may call it.
 Numba's cache is keyed on the file of the function it compiled: keep every kernel and helper here, so that
 an edit anywhere recompiles all of them. The one exception is attention's products, which call
-kernels.packed's micro-kernel: after editing kernels/packed.py, touch this file too (or clear the cache).
+kernels.packed's micro-kernel: after editing packed.py, touch this file too (or clear the cache).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ LN2_HIGH, LN2_LOW = F32(0.693359375), F32(-2.12194440e-4)  # ln 2 = HIGH + LOW; 
 # Cephes expf: e^r = 1 + r + r^2 P(r) on |r| <= ln2 / 2
 EXP_P = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F32(4.1665795894e-2),
          F32(1.6666665459e-1), F32(5.0000001201e-1))
-# kernels/fit_erf.py: erf(x) = x + x P(x^2) for |x| < 1; erf(x) = 1 - exp(Q(|x|)) for 1 <= |x| < 4
+# bertnp/kernels/fit_erf.py: erf(x) = x + x P(x^2) for |x| < 1; erf(x) = 1 - exp(Q(|x|)) for 1 <= |x| < 4
 ERF_SPLIT, ERF_TOP = F32(1.0), F32(4.0)
 ERF_P = (F32(7.853860734030604e-05), F32(-0.0008010194287635386), F32(0.005188327748328447),
          F32(-0.026853812858462334), F32(0.1128358542919159), F32(-0.3761262595653534), F32(0.12837916612625122))
