@@ -105,7 +105,7 @@ def describe(texts) -> str:
 
 def run(bench):
     texts = load(bench.pick(2000, 200))
-    rounds, reference_rounds = bench.pick(5, 2), 1  # 3 had given 1.16-1.29x where corpus_profile gave 1.37x
+    rounds, reference_rounds = bench.pick(5, 2), 1  # medians of 3 swung too much from run to run
     section = Section(f"Docstring corpus ({len(texts)} texts) throughput",
                       [Column("throughput", "texts/s", True)])
     with bench.engines(bench.skim(ENGINES), MINILM, section) as workers:

@@ -67,7 +67,8 @@ def run(bench):
             f"Every batch of {len(texts)} texts ({len(batches)} batches of 32, length-sorted, as `embed` runs "
             f"them): the forward pass to last_hidden_state on the padded batch, no tokenizer or pooling. Median "
             f"of {rounds} interleaved rounds per group of batches.", "",
-            "| padded length T | batches | real tokens | bertnp fast ms | ORT ms | fast / ORT speed | share of fast's time |",
+            "| padded length T | batches | real tokens | bertnp fast ms | ORT ms | fast / ORT speed "
+            "| share of fast's time |",
             "|---|---:|---:|---:|---:|---:|---:|"]
         for label, count, tokens, f, o in rows:
             section.markdown.append(f"| {label} | {count} | {tokens} | {f * 1e3:.0f} | {o * 1e3:.0f} | {o / f:.2f}x "

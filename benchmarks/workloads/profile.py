@@ -228,11 +228,11 @@ def op_tables(fast, ort, ids, mask, count, title) -> list:
     each in its engine's worker."""
     ours, theirs = fast.apply(fast_ops, ids, mask, count), ort.apply(ort_ops, ids, mask, count)
     lines = [f"### {title}, op by op", "",
-             f"ms per forward, {count} forward{'s' * (count != 1)} each; bertnp fast {ours['total'] * 1e3:.1f} ms (its jobs launched "
-             f"one by one from Python), ORT {theirs['total'] * 1e3:.1f} ms (as its profiler times the runs). ORT's "
-             "ops are its fused graph's: Attention includes the QKV GEMM, SkipLayerNormalization the residual add, "
-             "BiasGelu the bias, and MatMul the other three GEMMs; bertnp fast fuses each bias, GELU and LayerNorm "
-             "into its GEMM's blocks.", "", "| engine | op | ms | share |", "|---|---|---:|---:|"]
+             f"ms per forward, {count} forward{'s' * (count != 1)} each; bertnp fast {ours['total'] * 1e3:.1f} ms "
+             f"(its jobs launched one by one from Python), ORT {theirs['total'] * 1e3:.1f} ms (as its profiler times "
+             "the runs). ORT's ops are its fused graph's: Attention includes the QKV GEMM, SkipLayerNormalization "
+             "the residual add, BiasGelu the bias, and MatMul the other three GEMMs; bertnp fast fuses each bias, "
+             "GELU and LayerNorm into its GEMM's blocks.", "", "| engine | op | ms | share |", "|---|---|---:|---:|"]
     for name, data in (("bertnp fast", ours), ("ONNX Runtime", theirs)):
         for op, t in sorted(data["ops"].items(), key=lambda kv: -kv[1]):
             lines.append(f"| {name} | {op} | {t * 1e3:.2f} | {100 * t / data['total']:.0f}% |")
@@ -278,6 +278,6 @@ def run(bench):
                      "bertnp fast runs each GEMM's bias + activation and bias + residual + LayerNorm inside the "
                      "GEMM's blocks (kernels.gemm), so they count as GEMM there. The fast path runs the layers' "
                      "jobs in one compiled call (a recorded plan); here they run one by one from Python, so that "
-                     "each is timed, with the Python between them that the plan saves. The one text is minilm_latency's, "
-                     "its forward pass only (no tokenizer, no pooling).")
+                     "each is timed, with the Python between them that the plan saves. The one text is "
+                     "minilm_latency's, its forward pass only (no tokenizer, no pooling).")
     return section

@@ -57,7 +57,8 @@ def vector_bytes(features: str | None = None) -> int:
     return 64 if "+avx512f" in flags else 32 if "+avx2" in flags and "+fma" in flags else 16
 
 
-MR = 6  # rows per micro-kernel call where `a` is read in place (kernels.cpu.attend)
+MR = 6  # `a` read in place (kernels.cpu.attend, matmul_block's small blocks): the rows left after the calls of
+#   GROUP rows go at most MR a call (_micro_rows)
 VECTOR_BYTES = vector_bytes()  # one register: the micro-kernel's sums are rows x 2 registers
 NR = {np.dtype(np.float32): VECTOR_BYTES // 2, np.dtype(np.float64): VECTOR_BYTES // 4}  # panel width: two vectors
 GROUP = 12 if VECTOR_BYTES == 64 else MR  # rows per micro-kernel call in matmul_block, as many as the registers
@@ -70,7 +71,7 @@ PREFETCH = 32  # the micro-kernel asks for the panel's row this many rows ahead:
 #   memory: 10-20% faster; 16 and 32 rows ahead alike, 8 less
 KC = 256  # k per chunk: a [KC, NR] panel chunk (32 KB with AVX-512, 16 with AVX2) stays in L1 while a block
 #   of rows passes over it
-A_BYTES = 128 * 1024  # a block of `a`'s rows, copied in groups of MR (matmul_block), stays in L2 while every
+A_BYTES = 128 * 1024  # a block of `a`'s rows, copied in groups of GROUP (matmul_block), stays in L2 while every
 #   panel passes over it: 84 rows of K = 384 float32. On a Zen 3 core 64 to 320 KB were alike
 MIN_ROWS = 48  # but never fewer rows than this (a multiple of GROUP), or each panel streams from L3 for too few
 #   of them: BERT-base's 48 x 3072 x 768 ran at 36 GFLOP/s in blocks of 6 rows (A_BYTES's), 64 in blocks of 48
