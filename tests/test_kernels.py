@@ -38,7 +38,8 @@ def test_the_checkout_has_no_top_level_package_but_bertnp():
     """`python -m pytest` puts the checkout's root on sys.path, where a package folder shadows any installed
     distribution of its name: a kernels/ there once shadowed Hugging Face's `kernels`, which transformers
     imports from 5.25 on, and every test that loaded a transformers model failed. Ours is bertnp/kernels."""
-    packages = sorted(entry.name for entry in os.scandir(ROOT) if os.path.isfile(os.path.join(entry.path, "__init__.py")))
+    packages = sorted(entry.name for entry in os.scandir(ROOT)
+                      if os.path.isfile(os.path.join(entry.path, "__init__.py")))
     assert packages == ["bertnp"], f"package folders at the checkout's root: {packages}"
 
 
